@@ -1,0 +1,18 @@
+//! rancher-cert-guard: keeps a Rancher single-node Docker install alive when the certificates
+//! of its embedded K3s expire.
+//!
+//! The pipeline: [`source`] reads a TLS tree → [`inventory`] judges it → [`repair`] plans,
+//! backs up, wipes, restarts and verifies through [`docker`] → [`report`], [`http`] and
+//! [`metrics`] tell people what happened. The binary (`main.rs`) is one thin adapter.
+
+pub mod check;
+pub mod cli;
+pub mod docker;
+pub mod error;
+pub mod inventory;
+pub mod report;
+pub mod source;
+pub mod timefmt;
+
+mod run;
+pub use run::run;

@@ -1,0 +1,121 @@
+//! Reports: the `check` report in JSON and as a table like `k3s certificate check -o table`.
+
+use serde::Serialize;
+
+use crate::inventory::{Inventory, RenewBefore, Status};
+use crate::timefmt;
+
+/// The `check` report (its JSON shape is part of the CLI contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub source: String,
+    #[serde(with = "timefmt::rfc3339")]
+    pub checked_at: i64,
+    pub renew_before_days: u32,
+    pub status: Status,
+    pub certificates: Vec<crate::inventory::CertRecord>,
+    pub keys: Vec<String>,
+    pub problems: Vec<crate::inventory::Problem>,
+    /// Present only when the source could not be read (status `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CheckReport {
+    pub fn new(source: String, now: i64, renew_before: RenewBefore, inv: &Inventory) -> Self {
+        Self {
+            source,
+            checked_at: now,
+            renew_before_days: renew_before.as_days(),
+            status: inv.overall(),
+            certificates: inv.sorted_for_display().into_iter().cloned().collect(),
+            keys: inv.keys.clone(),
+            problems: inv.problems.clone(),
+            error: None,
+        }
+    }
+
+    pub fn unknown(source: String, now: i64, renew_before: RenewBefore, error: String) -> Self {
+        Self {
+            source,
+            checked_at: now,
+            renew_before_days: renew_before.as_days(),
+            status: Status::Unknown,
+            certificates: vec![],
+            keys: vec![],
+            problems: vec![],
+            error: Some(error),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Table: leaves first, soonest expiry first; problems after.
+    pub fn to_table(&self) -> String {
+        let mut rows: Vec<[String; 6]> = vec![[
+            "FILENAME".into(),
+            "SUBJECT".into(),
+            "ISSUER".into(),
+            "EXPIRES".into(),
+            "RESIDUAL TIME".into(),
+            "STATUS".into(),
+        ]];
+        for c in &self.certificates {
+            let file = if c.index == 0 {
+                c.path.clone()
+            } else {
+                format!("{} [{}]", c.path, c.index)
+            };
+            rows.push([
+                file,
+                c.subject.clone(),
+                c.issuer.clone(),
+                timefmt::table_date(c.not_after),
+                timefmt::residual(c.seconds_left),
+                c.status.table_label().to_string(),
+            ]);
+        }
+        let mut widths = [0usize; 6];
+        for r in &rows {
+            for (i, cell) in r.iter().enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = format!(
+            "source: {}  checked: {}  renew-before: {} days  status: {}\n",
+            self.source,
+            timefmt::rfc3339(self.checked_at),
+            self.renew_before_days,
+            self.status.table_label()
+        );
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        if !self.keys.is_empty() {
+            out.push_str(&format!("keys (not read): {}\n", self.keys.join(", ")));
+        }
+        if !self.problems.is_empty() {
+            out.push_str("PROBLEMS\n");
+            for p in &self.problems {
+                out.push_str(&format!(
+                    "  {}  {}  {}\n",
+                    p.path,
+                    p.reason.as_str(),
+                    p.detail
+                ));
+            }
+        }
+        if let Some(e) = &self.error {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        out
+    }
+}
