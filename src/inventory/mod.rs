@@ -110,7 +110,7 @@ pub enum FileRole {
 
 /// Why a file could not be judged. Stable codes, shared with x509-certificate-exporter where
 /// they overlap, so alert rules can pin them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemReason {
     Empty,
