@@ -54,6 +54,13 @@ fn host_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
 
+/// `2026-11-24T17:07:22.123456789Z` as Unix nanoseconds.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
+}
+
 fn status_code(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
@@ -281,27 +288,39 @@ impl DockerClient {
         })
     }
 
-    /// stdout and stderr of a container since `since` (Unix seconds), last `tail` lines.
+    /// stdout and stderr lines of a container logged at or after `since_nanos` (Unix
+    /// nanoseconds), at most the last `tail` lines; timestamps are stripped.
     pub async fn logs_since(
         &self,
         container: &str,
-        since: i64,
+        since_nanos: i128,
         tail: usize,
     ) -> Result<String, Error> {
         let opts = qp::LogsOptions {
             stdout: true,
             stderr: true,
-            since: since.max(0) as i32,
+            timestamps: true,
+            since: (since_nanos / 1_000_000_000).clamp(0, i32::MAX as i128) as i32,
             tail: tail.to_string(),
             ..Default::default()
         };
         let mut stream = self.docker.logs(container, Some(opts));
-        let mut out = String::new();
+        let mut raw = String::new();
         while let Some(item) = stream.next().await {
             match item {
-                Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                Ok(chunk) => raw.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
                 Err(e) => return Err(self.map("read logs", container, e)),
             }
+        }
+        let mut out = String::new();
+        for line in raw.lines() {
+            let (ts, text) = line.split_once(' ').unwrap_or((line, ""));
+            match parse_rfc3339_nanos(ts) {
+                Some(t) if t < since_nanos => continue,
+                _ => {}
+            }
+            out.push_str(text);
+            out.push('\n');
         }
         Ok(out)
     }

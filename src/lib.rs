@@ -10,9 +10,12 @@ pub mod cli;
 pub mod docker;
 pub mod error;
 pub mod inventory;
+pub mod probe;
+pub mod repair;
 pub mod report;
 pub mod source;
 pub mod timefmt;
+pub mod watch;
 
 mod run;
 pub use run::run;

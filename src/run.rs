@@ -1,21 +1,22 @@
 //! Dispatch of the subcommands and their exit codes.
 
 use crate::check::{check, Target};
-use crate::cli::{CheckArgs, Cli, Command, Output, SourceArgs};
+use crate::cli::{CheckArgs, Cli, Command, LadderArgs, Output, RepairArgs, SourceArgs};
 use crate::docker::DockerClient;
 use crate::error::Error;
 use crate::inventory::{RenewBefore, Status};
+use crate::repair::{repair_container, repair_dir, RepairOptions};
 use crate::report::CheckReport;
 use crate::timefmt;
+use std::time::Duration;
 
 /// Run a command; returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) => run_check(args).await,
-        Command::Repair(_) | Command::Watch(_) | Command::Healthcheck(_) => {
-            eprintln!("error: not built yet");
-            3
-        }
+        Command::Repair(args) => run_repair(args).await,
+        Command::Watch(args) => crate::watch::run_watch(args).await,
+        Command::Healthcheck(args) => crate::watch::run_healthcheck(args).await,
     }
 }
 
@@ -63,4 +64,70 @@ async fn run_check(args: CheckArgs) -> u8 {
         Output::Table => {}
     }
     report.status.exit_code()
+}
+
+/// The repair settings shared by `repair` and `watch`.
+pub fn repair_options(
+    l: &LadderArgs,
+    renew_before: u32,
+    dry_run: bool,
+    force: bool,
+) -> RepairOptions {
+    RepairOptions {
+        renew_before: RenewBefore::days(renew_before),
+        backup_dir: l.backup_dir.clone(),
+        keep_backups: l.keep_backups,
+        dry_run,
+        force,
+        max_restarts: l.max_restarts,
+        settle: Duration::from_secs(l.settle),
+        timeout: Duration::from_secs(l.timeout),
+        health_url: l.health_url.clone(),
+        stop_timeout: l.stop_timeout,
+        pause_after: std::env::var("CERT_GUARD_TEST_PAUSE_AFTER")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+async fn run_repair(args: RepairArgs) -> u8 {
+    let opts = repair_options(
+        &args.ladder,
+        args.source.renew_before,
+        args.dry_run,
+        args.force,
+    );
+    let result = async {
+        match (&args.source.dir, &args.source.container) {
+            (Some(dir), _) => repair_dir(dir, &opts).await,
+            (None, Some(name)) => {
+                let docker = DockerClient::connect().await?;
+                repair_container(&docker, name, &args.source.tls_path, &opts).await
+            }
+            (None, None) => Err(Error::Invalid("give --dir PATH or --container NAME".into())),
+        }
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            match args.output {
+                Output::Json => println!("{}", report.to_json()),
+                Output::Table => print!("{}", report.to_table()),
+            }
+            if let Some(d) = &report.diagnosis {
+                eprintln!("{}: {d}", report.result.as_str());
+            }
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if args.output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"result": "unknown", "error": e.to_string()})
+                );
+            }
+            3
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! No I/O and no clock: the caller passes the tree (see [`crate::source::Tree`]) and `now`.
 //! Key files (`*.key`) are named only; their bytes are never parsed, logged or reported.
 
-mod parse;
+pub mod parse;
 
 use serde::Serialize;
 
