@@ -165,6 +165,15 @@ pub struct WatchArgs {
     /// File holding the bearer token that enables `POST /v1/repair` (off without a token).
     #[arg(long, env = "CERT_GUARD_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// The bearer token itself (prefer --api-token-file: environment variables leak into
+    /// `docker inspect`).
+    #[arg(
+        long,
+        env = "CERT_GUARD_API_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "api_token_file"
+    )]
+    pub api_token: Option<crate::http::ApiToken>,
     /// Where `watch` records the address it listens on, for `healthcheck`.
     #[arg(
         long,

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use crate::docker::DockerClient;
 
 /// The shell snippet run inside the Rancher container: curl in real images, wget in busybox.
-pub const PING_SCRIPT: &str = "curl -fsS --max-time 3 http://127.0.0.1:80/ping 2>/dev/null || wget -qO- -T 3 http://127.0.0.1:80/ping 2>/dev/null";
+pub const PING_SCRIPT: &str = "curl -fsS --max-time 3 http://127.0.0.1:80/ping 2>/dev/null || wget -qO- http://127.0.0.1:80/ping 2>/dev/null";
 
 /// GET `url` (http only); returns (status, body). Bodies over 64 KiB are cut.
 pub async fn http_get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
