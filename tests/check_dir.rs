@@ -16,7 +16,8 @@ fn check_json(dir: &std::path::Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["check", "--dir", dir.to_str().unwrap(), "--output", "json"];
     args.extend_from_slice(extra);
     let o = run_bin(&args);
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    let v: Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
     (o.status.code().unwrap(), v)
 }
 
@@ -60,7 +61,10 @@ fn fresh_tree_is_ok_and_reports_every_certificate() {
         .find(|c| c["path"] == "client-admin.crt" && c["index"] == 0)
         .unwrap();
     assert_eq!(admin["subject"], "CN=system:admin,O=system:masters");
-    assert!(admin["issuer"].as_str().unwrap().starts_with("CN=k3s-client-ca@"));
+    assert!(admin["issuer"]
+        .as_str()
+        .unwrap()
+        .starts_with("CN=k3s-client-ca@"));
     assert_eq!(admin["is_ca"], false);
     let ca = certs.iter().find(|c| c["path"] == "client-ca.crt").unwrap();
     assert_eq!(ca["serial"], "0");
@@ -73,7 +77,11 @@ fn fresh_tree_is_ok_and_reports_every_certificate() {
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys, exp.key_files);
-    assert!(v["problems"].as_array().unwrap().is_empty(), "{}", v["problems"]);
+    assert!(
+        v["problems"].as_array().unwrap().is_empty(),
+        "{}",
+        v["problems"]
+    );
     assert!(!stdout_has_key_material(&v.to_string(), dir.path()));
 }
 
@@ -85,7 +93,10 @@ fn stdout_has_key_material(out: &str, dir: &std::path::Path) -> bool {
     for e in walk(dir) {
         if e.extension().map(|x| x == "key").unwrap_or(false) {
             let text = std::fs::read_to_string(&e).unwrap();
-            for line in text.lines().filter(|l| !l.starts_with("-----") && l.len() > 20) {
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 20)
+            {
                 if out.contains(line) {
                     return true;
                 }
@@ -158,11 +169,33 @@ fn table_lists_leaves_first_soonest_first_then_problems() {
     let dir = tempfile::tempdir().unwrap();
     let n = now();
     let c = ca("k3s-client-ca@1700000000", n - 100 * DAY);
-    let soon = leaf(&c, "system:admin", Some("system:masters"), c.not_before, n + 10 * DAY, false);
-    let later = leaf(&c, "system:kube-proxy", None, c.not_before, n + 200 * DAY, false);
+    let soon = leaf(
+        &c,
+        "system:admin",
+        Some("system:masters"),
+        c.not_before,
+        n + 10 * DAY,
+        false,
+    );
+    let later = leaf(
+        &c,
+        "system:kube-proxy",
+        None,
+        c.not_before,
+        n + 200 * DAY,
+        false,
+    );
     std::fs::write(dir.path().join("client-ca.crt"), &c.pem).unwrap();
-    std::fs::write(dir.path().join("client-kube-proxy.crt"), format!("{}{}", later.pem, c.pem)).unwrap();
-    std::fs::write(dir.path().join("client-admin.crt"), format!("{}{}", soon.pem, c.pem)).unwrap();
+    std::fs::write(
+        dir.path().join("client-kube-proxy.crt"),
+        format!("{}{}", later.pem, c.pem),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("client-admin.crt"),
+        format!("{}{}", soon.pem, c.pem),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("zz.crt"), b"").unwrap();
     let o = run_bin(&["check", "--dir", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -172,19 +205,35 @@ fn table_lists_leaves_first_soonest_first_then_problems() {
     for col in ["SUBJECT", "ISSUER", "EXPIRES", "RESIDUAL TIME", "STATUS"] {
         assert!(lines[1].contains(col), "{out}");
     }
-    assert!(lines[2].starts_with("client-admin.crt ") && lines[2].ends_with("WARNING"), "{out}");
-    assert!(lines[3].starts_with("client-kube-proxy.crt ") && lines[3].ends_with("OK"), "{out}");
+    assert!(
+        lines[2].starts_with("client-admin.crt ") && lines[2].ends_with("WARNING"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("client-kube-proxy.crt ") && lines[3].ends_with("OK"),
+        "{out}"
+    );
     assert!(lines[4].starts_with("client-ca.crt "), "{out}");
     assert!(out.contains("CN=system:admin,O=system:masters"));
-    let problems_at = lines.iter().position(|l| *l == "PROBLEMS").expect("PROBLEMS section");
+    let problems_at = lines
+        .iter()
+        .position(|l| *l == "PROBLEMS")
+        .expect("PROBLEMS section");
     assert!(lines[problems_at + 1].contains("zz.crt") && lines[problems_at + 1].contains("empty"));
 }
 
 /// `check` agrees to the second with `openssl x509 -enddate` on every block of every file.
 #[test]
 fn agrees_with_openssl_enddate() {
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "openssl missing under CI");
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "openssl missing under CI"
+        );
         eprintln!("SKIPPED: openssl not installed");
         return;
     }
@@ -216,7 +265,15 @@ fn agrees_with_openssl_enddate() {
         let tmp = dir.path().join("one.tmp");
         std::fs::write(&tmp, input).unwrap();
         let o = std::process::Command::new("openssl")
-            .args(["x509", "-enddate", "-noout", "-inform", form, "-in", tmp.to_str().unwrap()])
+            .args([
+                "x509",
+                "-enddate",
+                "-noout",
+                "-inform",
+                form,
+                "-in",
+                tmp.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         let line = String::from_utf8_lossy(&o.stdout);
@@ -259,7 +316,10 @@ fn both_dynamic_cert_json_shapes_are_read() {
         assert_eq!(serving[0]["kind"], "serving");
         assert_eq!(serving[0]["subject"], "CN=k3s,O=k3s");
         assert_eq!(serving[0]["status"], "expired");
-        assert_eq!(serving.len(), if shape == ServingShape::Synced { 2 } else { 1 });
+        assert_eq!(
+            serving.len(),
+            if shape == ServingShape::Synced { 2 } else { 1 }
+        );
         assert!(!v.to_string().contains("tls.key"));
     }
 }

@@ -21,7 +21,8 @@ fn check(args: &[&str]) -> (i32, Value) {
     let mut a = vec!["check", "--output", "json"];
     a.extend_from_slice(args);
     let o = run_bin(&a);
-    let v = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&o), stderr(&o)));
+    let v = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{e}: {} {}", stdout(&o), stderr(&o)));
     (o.status.code().unwrap(), v)
 }
 
@@ -46,21 +47,50 @@ fn container_running_crashlooping_and_stopped_match_the_directory() {
     // Running.
     let running = ContainerGuard(unique("running"));
     docker(&[
-        "run", "-d", "--network", "none", "--label", TEST_LABEL, "--name", &running.0, &image.0,
-        "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        TEST_LABEL,
+        "--name",
+        &running.0,
+        &image.0,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 1; done",
     ]);
     let (code, v) = check(&["--container", &running.0]);
     assert_eq!(code, 1);
-    assert_eq!(normalized(v), expected, "container report differs from dir report");
+    assert_eq!(
+        normalized(v),
+        expected,
+        "container report differs from dir report"
+    );
 
     // Crash-looping under a restart policy.
     let looping = ContainerGuard(unique("loop"));
     docker(&[
-        "run", "-d", "--network", "none", "--restart", "always", "--label", TEST_LABEL, "--name", &looping.0,
-        &image.0, "sh", "-c", "sleep 0.3; exit 1",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "--label",
+        TEST_LABEL,
+        "--name",
+        &looping.0,
+        &image.0,
+        "sh",
+        "-c",
+        "sleep 0.3; exit 1",
     ]);
     wait_for(30, "a restart", || {
-        docker(&["inspect", "-f", "{{.RestartCount}}", &looping.0]).parse::<i64>().unwrap_or(0) >= 2
+        docker(&["inspect", "-f", "{{.RestartCount}}", &looping.0])
+            .parse::<i64>()
+            .unwrap_or(0)
+            >= 2
     });
     let (code, v) = check(&["--container", &looping.0]);
     assert_eq!(code, 1);
@@ -68,7 +98,16 @@ fn container_running_crashlooping_and_stopped_match_the_directory() {
 
     // Stopped (never started).
     let stopped = ContainerGuard(unique("stopped"));
-    docker(&["create", "--network", "none", "--label", TEST_LABEL, "--name", &stopped.0, &image.0]);
+    docker(&[
+        "create",
+        "--network",
+        "none",
+        "--label",
+        TEST_LABEL,
+        "--name",
+        &stopped.0,
+        &image.0,
+    ]);
     assert_eq!(container_status(&stopped.0), "created");
     let (code, v) = check(&["--container", &stopped.0]);
     assert_eq!(code, 1);
@@ -90,7 +129,15 @@ fn container_symlinks_are_reported_not_followed() {
         "sh", "-c", "ln -s /etc/passwd /var/lib/rancher/k3s/server/tls/escape.crt; trap 'exit 0' TERM; while true; do sleep 1; done",
     ]);
     wait_for(10, "the symlink", || {
-        docker_raw(&["exec", &ct.0, "test", "-L", "/var/lib/rancher/k3s/server/tls/escape.crt"]).status.success()
+        docker_raw(&[
+            "exec",
+            &ct.0,
+            "test",
+            "-L",
+            "/var/lib/rancher/k3s/server/tls/escape.crt",
+        ])
+        .status
+        .success()
     });
     let (code, v) = check(&["--container", &ct.0]);
     assert_eq!(code, 1);
@@ -108,15 +155,35 @@ fn missing_container_and_missing_path_exit_3_and_say_what_to_do() {
     let o = run_bin(&["check", "--container", &name]);
     assert_eq!(o.status.code(), Some(3));
     let err = stderr(&o);
-    assert!(err.contains(&format!("container \"{name}\" not found")), "{err}");
+    assert!(
+        err.contains(&format!("container \"{name}\" not found")),
+        "{err}"
+    );
     assert!(err.contains("running containers:"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.crt"), b"").unwrap();
     let image = build_tree_image(dir.path());
     let ct = ContainerGuard(unique("nopath"));
-    docker(&["create", "--network", "none", "--label", TEST_LABEL, "--name", &ct.0, &image.0]);
-    let o = run_bin(&["check", "--container", &ct.0, "--tls-path", "/no/such/tls", "-o", "json"]);
+    docker(&[
+        "create",
+        "--network",
+        "none",
+        "--label",
+        TEST_LABEL,
+        "--name",
+        &ct.0,
+        &image.0,
+    ]);
+    let o = run_bin(&[
+        "check",
+        "--container",
+        &ct.0,
+        "--tls-path",
+        "/no/such/tls",
+        "-o",
+        "json",
+    ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("/no/such/tls"), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -4,7 +4,9 @@
 mod common;
 
 use common::fixtures::*;
-use rancher_cert_guard::inventory::{inventory, CertKind, FileRole, ProblemReason, RenewBefore, Status};
+use rancher_cert_guard::inventory::{
+    inventory, CertKind, FileRole, ProblemReason, RenewBefore, Status,
+};
 use rancher_cert_guard::source::{dir::read_dir_tree, EntryBody, Tree, TreeEntry};
 
 const NOW: i64 = 1_800_000_000; // 2027-01-15
@@ -45,20 +47,41 @@ fn every_problem_reason() {
         "no END line"
     );
     assert_eq!(
-        reason(b"-----BEGIN CERTIFICATE-----\n!!!notbase64!!!\n-----END CERTIFICATE-----\n", "a.crt"),
+        reason(
+            b"-----BEGIN CERTIFICATE-----\n!!!notbase64!!!\n-----END CERTIFICATE-----\n",
+            "a.crt"
+        ),
         ProblemReason::BadPem
     );
     assert_eq!(
-        reason(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "a.crt"),
+        reason(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "a.crt"
+        ),
         ProblemReason::DecodeFailed
     );
-    assert_eq!(reason(&[0x30, 0x03, 0x02, 0x01], "a.der"), ProblemReason::DecodeFailed);
+    assert_eq!(
+        reason(&[0x30, 0x03, 0x02, 0x01], "a.der"),
+        ProblemReason::DecodeFailed
+    );
     let key_in_crt = rcgen::KeyPair::generate().unwrap().serialize_pem();
-    assert_eq!(reason(key_in_crt.as_bytes(), "a.crt"), ProblemReason::NoCertificateFound);
+    assert_eq!(
+        reason(key_in_crt.as_bytes(), "a.crt"),
+        ProblemReason::NoCertificateFound
+    );
     let inv = one(key_in_crt.clone().into_bytes(), "a.crt");
-    assert!(!inv.problems[0].detail.contains(&key_in_crt[40..80]), "detail leaks key bytes");
-    assert_eq!(reason(b"{\"data\":{}}", "dynamic-cert.json"), ProblemReason::NoCertificateFound);
-    assert_eq!(reason(b"{not json", "dynamic-cert.json"), ProblemReason::DecodeFailed);
+    assert!(
+        !inv.problems[0].detail.contains(&key_in_crt[40..80]),
+        "detail leaks key bytes"
+    );
+    assert_eq!(
+        reason(b"{\"data\":{}}", "dynamic-cert.json"),
+        ProblemReason::NoCertificateFound
+    );
+    assert_eq!(
+        reason(b"{not json", "dynamic-cert.json"),
+        ProblemReason::DecodeFailed
+    );
     assert_eq!(reason(b"", "dynamic-cert.json"), ProblemReason::Empty);
     assert_eq!(
         reason(b"{\"data\":{\"tls.crt\":\"%%%\"}}", "dynamic-cert.json"),
@@ -69,16 +92,29 @@ fn every_problem_reason() {
     let mut t = Tree::default();
     for (p, body) in [
         ("big.crt", EntryBody::TooLarge(5 << 20)),
-        ("link.crt", EntryBody::NotRegular("symbolic link to x".into())),
-        ("locked.crt", EntryBody::ReadFailed("Permission denied (os error 13)".into())),
+        (
+            "link.crt",
+            EntryBody::NotRegular("symbolic link to x".into()),
+        ),
+        (
+            "locked.crt",
+            EntryBody::ReadFailed("Permission denied (os error 13)".into()),
+        ),
     ] {
-        t.entries.push(TreeEntry { path: p.into(), body });
+        t.entries.push(TreeEntry {
+            path: p.into(),
+            body,
+        });
     }
     let inv = inventory(&t, NOW, RenewBefore::default());
     let reasons: Vec<_> = inv.problems.iter().map(|p| p.reason).collect();
     assert_eq!(
         reasons,
-        vec![ProblemReason::TooLarge, ProblemReason::NotRegularFile, ProblemReason::ReadFailed]
+        vec![
+            ProblemReason::TooLarge,
+            ProblemReason::NotRegularFile,
+            ProblemReason::ReadFailed
+        ]
     );
     assert_eq!(inv.overall(), Status::Warning);
 }
@@ -96,8 +132,11 @@ fn directory_source_reports_symlinks_large_files_and_skips_temporary_certs() {
     std::fs::write(dir.path().join("dynamic-cert-regenerate"), b"").unwrap();
     let tree = read_dir_tree(dir.path()).unwrap();
     let inv = inventory(&tree, NOW, RenewBefore::default());
-    let mut problems: Vec<(String, ProblemReason)> =
-        inv.problems.iter().map(|p| (p.path.clone(), p.reason)).collect();
+    let mut problems: Vec<(String, ProblemReason)> = inv
+        .problems
+        .iter()
+        .map(|p| (p.path.clone(), p.reason))
+        .collect();
     problems.sort();
     assert_eq!(
         problems,
@@ -108,15 +147,28 @@ fn directory_source_reports_symlinks_large_files_and_skips_temporary_certs() {
         ]
     );
     assert_eq!(inv.certificates.len(), 1);
-    assert_eq!(inv.role_of("dynamic-cert-regenerate"), Some(FileRole::Other));
+    assert_eq!(
+        inv.role_of("dynamic-cert-regenerate"),
+        Some(FileRole::Other)
+    );
     assert!(read_dir_tree(&dir.path().join("missing")).is_err());
 }
 
 #[test]
 fn der_crlf_text_around_and_bundles() {
     let c = ca("k3s-client-ca@1700000000", NOW - 10 * DAY);
-    let l = leaf(&c, "system:admin", Some("system:masters"), c.not_before, NOW + 100 * DAY, false);
-    let bundle = format!("subject=CN = system:admin\nissuer=whatever\n{}\nsome trailing text\n{}", l.pem, c.pem);
+    let l = leaf(
+        &c,
+        "system:admin",
+        Some("system:masters"),
+        c.not_before,
+        NOW + 100 * DAY,
+        false,
+    );
+    let bundle = format!(
+        "subject=CN = system:admin\nissuer=whatever\n{}\nsome trailing text\n{}",
+        l.pem, c.pem
+    );
     let crlf = bundle.replace('\n', "\r\n");
     let indented: String = bundle.lines().map(|x| format!("   {x}\n")).collect();
     let inv = inventory(
@@ -134,11 +186,21 @@ fn der_crlf_text_around_and_bundles() {
     for f in ["crlf.crt", "text.crt", "indented.pem"] {
         let blocks: Vec<_> = inv.certificates.iter().filter(|x| x.path == f).collect();
         assert_eq!(blocks.len(), 2, "{f}");
-        assert_eq!((blocks[0].kind, blocks[1].kind), (CertKind::Leaf, CertKind::Chain));
+        assert_eq!(
+            (blocks[0].kind, blocks[1].kind),
+            (CertKind::Leaf, CertKind::Chain)
+        );
         assert_eq!(blocks[0].not_after, NOW + 100 * DAY);
         assert_eq!(blocks[1].not_after, c.not_after);
     }
-    assert_eq!(inv.certificates.iter().find(|x| x.path == "der.crt").unwrap().kind, CertKind::Leaf);
+    assert_eq!(
+        inv.certificates
+            .iter()
+            .find(|x| x.path == "der.crt")
+            .unwrap()
+            .kind,
+        CertKind::Leaf
+    );
 }
 
 #[test]
@@ -148,7 +210,15 @@ fn generalized_time_after_2049_and_key_algorithms() {
     assert_eq!(c.not_after, 2_500_000_000);
     let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let ed_leaf = leaf_with_key(&c, "ed", None, NOW - DAY, 2_600_000_000, true, ed);
-    let rsa_leaf = leaf_with_key(&c, "rsa", None, NOW - DAY, NOW + 400 * DAY, false, rsa_keypair());
+    let rsa_leaf = leaf_with_key(
+        &c,
+        "rsa",
+        None,
+        NOW - DAY,
+        NOW + 400 * DAY,
+        false,
+        rsa_keypair(),
+    );
     let inv = inventory(
         &tree_of(&[
             ("ca.crt", c.pem.clone().into_bytes()),
@@ -195,7 +265,8 @@ fn key_files_are_named_never_read() {
 /// Tests against the real K3s/RKE2 certificates beside the project (skipped when absent).
 #[test]
 fn real_k3s_certificates_from_the_shared_corpus() {
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/k3s-real-certs");
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/k3s-real-certs");
     if !corpus.exists() {
         eprintln!("SKIPPED: {} absent", corpus.display());
         return;

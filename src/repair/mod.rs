@@ -269,6 +269,12 @@ fn ca_fingerprints(inv: &Inventory) -> Vec<(String, String)> {
     inv.ca_fingerprints()
 }
 
+/// Every protected file that existed before is still there, byte for byte. New ones may
+/// appear: K3s mints a CA that was already missing before the repair.
+fn protected_intact(before: &[(String, Vec<u8>)], after: &[(String, Vec<u8>)]) -> bool {
+    before.iter().all(|b| after.contains(b))
+}
+
 fn file_bytes<'t>(tree: &'t Tree, path: &str) -> Option<&'t [u8]> {
     tree.files().find(|(p, _)| *p == path).map(|(_, b)| b)
 }
@@ -377,7 +383,7 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
     );
 
     let after_tree = read_blocking(dir).await?;
-    if protected_snapshot(&after_tree) != protected_before {
+    if !protected_intact(&protected_before, &protected_snapshot(&after_tree)) {
         run.step("verify", false, "CA or service-account material changed");
         return Ok(run.finish(
             RepairResult::Failed,
@@ -416,11 +422,15 @@ pub async fn repair_container(
 ) -> Result<RepairReport, Error> {
     let mut run = Run::new(opts, name);
 
-    // A repair killed mid-way is finished first.
+    // A repair killed mid-way is finished first: its wipe completed, the container started
+    // and verified exactly as if it had not been interrupted.
     if let Some(dir) = &opts.backup_dir {
         if !opts.dry_run {
             if let Some(j) = journal::load(dir, name) {
-                resume(docker, &mut run, dir, &j).await?;
+                if let Some(report) = resume(docker, run, dir, &j).await? {
+                    return Ok(report);
+                }
+                run = Run::new(opts, name);
             }
         }
     }
@@ -549,32 +559,62 @@ pub async fn repair_container(
     }
 }
 
-/// Finish what an interrupted repair left: redo an unfinished wipe, start the container.
-async fn resume(
+/// Finish what an interrupted repair left: redo an unfinished wipe, start the container and
+/// verify it. Returns the report when it did so; `None` when there was nothing to finish (the
+/// caller then goes on with a fresh repair, handing back the consumed `run`).
+async fn resume<'a>(
     docker: &DockerClient,
-    run: &mut Run<'_>,
+    mut run: Run<'a>,
     dir: &Path,
     j: &journal::Journal,
-) -> Result<(), Error> {
+) -> Result<Option<RepairReport>, Error> {
     tracing::warn!(container = %j.target, step = %j.step, backup = %j.backup, "resuming a repair that was interrupted");
     let info = match docker.inspect(&j.container_id).await {
         Ok(i) => i,
         Err(Error::ContainerNotFound { .. }) => {
-            run.step(
-                "resume",
-                false,
-                format!(
-                    "container {} of the interrupted repair is gone; journal dropped",
-                    j.container_id
-                ),
-            );
+            tracing::warn!(container = %j.target, "the container of the interrupted repair is gone; journal dropped");
             journal::clear(dir, &j.target);
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
+    if !(j.stopped_by_us && !info.running && !info.restarting) {
+        // It was brought back already (or never stopped): a fresh look decides.
+        journal::clear(dir, &j.target);
+        return Ok(None);
+    }
+    if j.step == "stopping" {
+        // Stopped before anything was deleted: bring it back; a fresh look decides.
+        docker.start(&info.id).await?;
+        tracing::warn!(container = %info.name, "started the container an interrupted repair had stopped before its wipe");
+        journal::clear(dir, &j.target);
+        return Ok(None);
+    }
+    run.report.backup = Some(j.backup.clone());
     let backup_ok = backup::read_archive(Path::new(&j.backup)).is_ok();
-    if j.stopped_by_us && !info.running && backup_ok && j.step == "wiping" {
+    let tree = docker.read_tree(&info.id, &j.tls_path).await?;
+    let now = timefmt::now();
+    let inv = inventory(&tree, now, run.opts.renew_before);
+    run.report.before = Some(CheckReport::new(
+        format!("container:{}:{}", info.name, j.tls_path),
+        now,
+        run.opts.renew_before,
+        &inv,
+    ));
+    run.report.reasons = vec![format!(
+        "resuming a repair interrupted at step `{}`",
+        j.step
+    )];
+    let mut ladder = Ladder {
+        docker,
+        info: info.clone(),
+        tls_path: j.tls_path.clone(),
+        backup_dir: dir.to_path_buf(),
+        archive: j.backup.clone(),
+        protected: protected_snapshot(&tree),
+        cas: ca_fingerprints(&inv),
+    };
+    if j.step == "wiping" && backup_ok {
         let (code, out) = docker
             .run_helper(
                 &info,
@@ -587,26 +627,32 @@ async fn resume(
             code == 0,
             format!("re-ran the interrupted wipe (exit {code}) {}", out.trim()),
         );
+        run.report.wiped = j.delete.clone();
     }
-    if j.stopped_by_us && !info.running {
-        docker.start(&info.id).await?;
-        run.step(
-            "resume-start",
-            true,
-            format!(
-                "started {}, which an interrupted repair had stopped",
-                info.name
-            ),
-        );
-    } else {
-        run.step(
-            "resume",
-            true,
-            format!("container {} is {}", info.name, info.status),
-        );
-    }
+    docker.start(&info.id).await?;
+    run.report.restarts += 1;
+    ladder.journal("verifying", false, &j.delete);
+    run.step(
+        "resume-start",
+        true,
+        format!(
+            "started {}, which an interrupted repair had stopped",
+            info.name
+        ),
+    );
+    let outcome = ladder.verify_loop(&mut run).await;
+    ladder.ensure_started(&mut run).await;
     journal::clear(dir, &j.target);
-    Ok(())
+    Ok(Some(match outcome {
+        Ok(after) => {
+            run.report.after = Some(after);
+            run.finish(RepairResult::Repaired, None)
+        }
+        Err(diag) => {
+            let diag = format!("{diag}; the certificates as they were are in {}", j.backup);
+            run.finish(RepairResult::Failed, Some(diag))
+        }
+    }))
 }
 
 /// `sh -c` script of the helper container: delete the listed files (relative to the TLS dir,
@@ -850,7 +896,7 @@ impl Ladder<'_> {
                 self.tls_path
             ));
         }
-        if protected_snapshot(&after) != self.protected {
+        if !protected_intact(&self.protected, &protected_snapshot(&after)) {
             return Err("CA or service-account material changed during the wipe — stop and restore the backup".into());
         }
         run.report.wiped = plan.delete.clone();
@@ -1042,8 +1088,9 @@ impl Ladder<'_> {
                             .map_err(|e| e.to_string())?;
                         let now = timefmt::now();
                         let inv = inventory(&tree, now, run.opts.renew_before);
-                        if protected_snapshot(&tree) != self.protected
-                            || ca_fingerprints(&inv) != self.cas
+                        let cas_now = ca_fingerprints(&inv);
+                        if !protected_intact(&self.protected, &protected_snapshot(&tree))
+                            || !self.cas.iter().all(|c| cas_now.contains(c))
                         {
                             return Err("CA certificates or keys changed after the restart".into());
                         }

@@ -557,8 +557,12 @@ impl<R: Runner> Controller<R> {
                 self.next_discovery = now + self.cfg.interval;
                 let names: Vec<String> = found.iter().map(|f| f.name.clone()).collect();
                 for f in &found {
-                    self.ensure_target(&f.name, f.pinned)
-                        .look_by(now, "scan of the selection");
+                    // Known targets keep their schedule; new ones are looked at now.
+                    let new = !self.targets.contains_key(&f.name);
+                    let t = self.ensure_target(&f.name, f.pinned);
+                    if new || t.status.last_check.is_none() {
+                        t.look_by(now, "new target");
+                    }
                 }
                 let stale: Vec<String> = self
                     .targets
@@ -592,7 +596,7 @@ impl<R: Runner> Controller<R> {
             let done = pending.iter().all(|n| {
                 self.targets
                     .get(n)
-                    .is_none_or(|t| t.status.last_check.is_some() && t.job.is_none())
+                    .is_none_or(|t| t.status.last_check.is_some())
             });
             if done {
                 self.first_scan_pending = None;
@@ -801,7 +805,7 @@ impl<R: Runner> Controller<R> {
             };
             t.status.repairs_last_24h = t.gate.recent(now_i);
             t.status.next_action = t.next_check.map(|n| NextAction {
-                at: now + n.saturating_duration_since(now_i).as_secs() as i64,
+                at: now + n.saturating_duration_since(now_i).as_secs_f64().round() as i64,
                 action: "check",
                 why: t.next_why.clone(),
             });

@@ -227,13 +227,18 @@ fn start(fake: Arc<Fake>, clock: Clock, tune: impl FnOnce(&mut Config)) -> Harne
     }
 }
 
-/// Let the loop and its jobs run for `secs` seconds of paused time, a second at a time.
-async fn run_for(secs: u64) {
-    for _ in 0..secs {
-        advance(Duration::from_secs(1)).await;
+/// Let the loop and its jobs run until they wait on time.
+async fn settle() {
+    for _ in 0..20 {
         tokio::task::yield_now().await;
     }
-    tokio::task::yield_now().await;
+}
+
+/// Let `secs` seconds of paused time pass; tokio fires every timer at its exact instant.
+async fn run_for(secs: u64) {
+    settle().await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    settle().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -401,7 +406,7 @@ async fn cooldown_and_breaker_bound_failing_repairs() {
     run_for(3 * 3600).await;
     assert_eq!(
         fake.calls("repair"),
-        vec![0, 631, 1262],
+        vec![0, 630, 1260],
         "three, spaced by the cooldown"
     );
     // The breaker holds for the rest of the day, however many events come.
@@ -422,10 +427,14 @@ async fn cooldown_and_breaker_bound_failing_repairs() {
     assert_eq!(t.repairs_last_24h, 3);
     assert_eq!(t.last_repair.as_ref().unwrap().result, "failed");
     assert!(t.decision.as_deref().unwrap().contains("circuit breaker"));
-    // A day after the first repair, one more is allowed.
+    // The window rolls: each repair ages out 24 h after it started, and frees one slot.
     advance(Duration::from_secs((DAY - 3 * 3600 - 50 - 60) as u64)).await;
     run_for(3700).await;
-    assert_eq!(fake.calls("repair").len(), 4);
+    let day = DAY as u64;
+    assert_eq!(
+        fake.calls("repair"),
+        vec![0, 630, 1260, day, day + 630, day + 1260]
+    );
     h.shutdown.cancel();
     h.task.await.unwrap();
 }

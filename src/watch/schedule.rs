@@ -236,6 +236,14 @@ fn human(d: Duration) -> String {
     timefmt::residual(d.as_secs() as i64)
 }
 
+/// The reasons in one line: the first two, then how many more.
+pub fn summarize(reasons: &[String]) -> String {
+    match reasons.len() {
+        0..=2 => reasons.join("; "),
+        n => format!("{}; {}; and {} more", reasons[0], reasons[1], n - 2),
+    }
+}
+
 /// Decide what to do about a target at wall-clock `now`.
 pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
     if f.reasons.is_empty() {
@@ -243,7 +251,7 @@ pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
             renew_in: f.renew_at.map(|t| secs_until(now, t)),
         };
     }
-    let reasons = f.reasons.join("; ");
+    let reasons = summarize(&f.reasons);
     if let Some(state) = &f.stopped {
         return Decision::Leave {
             why: format!("due ({reasons}) but the container is {state}: a stopped container is left alone (start it, or run `repair`)"),

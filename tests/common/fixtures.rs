@@ -80,7 +80,15 @@ pub fn leaf(
     not_after: i64,
     server: bool,
 ) -> Leaf {
-    leaf_with_key(ca, cn, o, not_before, not_after, server, KeyPair::generate().unwrap())
+    leaf_with_key(
+        ca,
+        cn,
+        o,
+        not_before,
+        not_after,
+        server,
+        KeyPair::generate().unwrap(),
+    )
 }
 
 pub fn leaf_with_key(
@@ -99,8 +107,13 @@ pub fn leaf_with_key(
     }
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
-    p.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 8]>().map(|b| b & 0x7f)));
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.serial_number = Some(SerialNumber::from_slice(
+        &rand::random::<[u8; 8]>().map(|b| b & 0x7f),
+    ));
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     p.extended_key_usages = vec![if server {
         ExtendedKeyUsagePurpose::ServerAuth
     } else {
@@ -223,19 +236,91 @@ impl TreeSpec {
 
 /// (file, CA, CN, O, server)
 const LEAVES: &[(&str, &str, &str, Option<&str>, bool)] = &[
-    ("client-admin", "client-ca", "system:admin", Some("system:masters"), false),
-    ("client-controller", "client-ca", "system:kube-controller-manager", None, false),
-    ("client-scheduler", "client-ca", "system:kube-scheduler", None, false),
-    ("client-kube-apiserver", "client-ca", "system:apiserver", Some("system:masters"), false),
-    ("client-kube-proxy", "client-ca", "system:kube-proxy", None, false),
-    ("client-k3s-controller", "client-ca", "system:k3s-controller", None, false),
-    ("client-k3s-cloud-controller", "client-ca", "k3s-cloud-controller-manager", None, false),
-    ("client-supervisor", "client-ca", "system:k3s-supervisor", Some("system:masters"), false),
-    ("client-auth-proxy", "request-header-ca", "system:auth-proxy", None, false),
-    ("serving-kube-apiserver", "server-ca", "kube-apiserver", None, true),
-    ("etcd/server-client", "etcd/server-ca", "etcd-server", None, true),
+    (
+        "client-admin",
+        "client-ca",
+        "system:admin",
+        Some("system:masters"),
+        false,
+    ),
+    (
+        "client-controller",
+        "client-ca",
+        "system:kube-controller-manager",
+        None,
+        false,
+    ),
+    (
+        "client-scheduler",
+        "client-ca",
+        "system:kube-scheduler",
+        None,
+        false,
+    ),
+    (
+        "client-kube-apiserver",
+        "client-ca",
+        "system:apiserver",
+        Some("system:masters"),
+        false,
+    ),
+    (
+        "client-kube-proxy",
+        "client-ca",
+        "system:kube-proxy",
+        None,
+        false,
+    ),
+    (
+        "client-k3s-controller",
+        "client-ca",
+        "system:k3s-controller",
+        None,
+        false,
+    ),
+    (
+        "client-k3s-cloud-controller",
+        "client-ca",
+        "k3s-cloud-controller-manager",
+        None,
+        false,
+    ),
+    (
+        "client-supervisor",
+        "client-ca",
+        "system:k3s-supervisor",
+        Some("system:masters"),
+        false,
+    ),
+    (
+        "client-auth-proxy",
+        "request-header-ca",
+        "system:auth-proxy",
+        None,
+        false,
+    ),
+    (
+        "serving-kube-apiserver",
+        "server-ca",
+        "kube-apiserver",
+        None,
+        true,
+    ),
+    (
+        "etcd/server-client",
+        "etcd/server-ca",
+        "etcd-server",
+        None,
+        true,
+    ),
     ("etcd/client", "etcd/server-ca", "etcd-client", None, false),
-    ("etcd/peer-server-client", "etcd/peer-ca", "etcd-peer", None, true),
+    (
+        "etcd/peer-server-client",
+        "etcd/peer-ca",
+        "etcd-peer",
+        None,
+        true,
+    ),
 ];
 
 const CAS: &[(&str, &str)] = &[
@@ -275,7 +360,8 @@ pub fn write_k3s_tree(dir: &Path, spec: &TreeSpec) -> Expected {
         let l = leaf(c, cn, *o, spec.ca_created, spec.leaf_not_after, *server);
         write(dir, &format!("{file}.crt"), format!("{}{}", l.pem, c.pem));
         write(dir, &format!("{file}.key"), &l.key_pem);
-        exp.certs.push((format!("{file}.crt"), 0, spec.leaf_not_after));
+        exp.certs
+            .push((format!("{file}.crt"), 0, spec.leaf_not_after));
         exp.certs.push((format!("{file}.crt"), 1, c.not_after));
         exp.leaf_files.push(format!("{file}.crt"));
         exp.key_files.push(format!("{file}.key"));
@@ -287,14 +373,31 @@ pub fn write_k3s_tree(dir: &Path, spec: &TreeSpec) -> Expected {
     write(dir, "service.key", rsa_key_pem());
     exp.key_files.push("service.key".into());
     let server_ca = &cas["server-ca"];
-    let serving = leaf(server_ca, "k3s", Some("k3s"), spec.ca_created, spec.serving_not_after, true);
-    write(dir, "dynamic-cert.json", dynamic_cert_json(&serving, server_ca, spec.shape));
-    exp.certs.push(("dynamic-cert.json".into(), 0, spec.serving_not_after));
+    let serving = leaf(
+        server_ca,
+        "k3s",
+        Some("k3s"),
+        spec.ca_created,
+        spec.serving_not_after,
+        true,
+    );
+    write(
+        dir,
+        "dynamic-cert.json",
+        dynamic_cert_json(&serving, server_ca, spec.shape),
+    );
+    exp.certs
+        .push(("dynamic-cert.json".into(), 0, spec.serving_not_after));
     if spec.shape == ServingShape::Synced {
-        exp.certs.push(("dynamic-cert.json".into(), 1, server_ca.not_after));
+        exp.certs
+            .push(("dynamic-cert.json".into(), 1, server_ca.not_after));
     }
     // kube-apiserver's --cert-dir: skipped by the inventory.
-    write(dir, "temporary-certs/apiserver-loopback-client__.crt", b"not a cert");
+    write(
+        dir,
+        "temporary-certs/apiserver-loopback-client__.crt",
+        b"not a cert",
+    );
     exp.key_files.sort();
     exp
 }
@@ -305,7 +408,12 @@ fn der_len(n: usize) -> Vec<u8> {
     if n < 0x80 {
         vec![n as u8]
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
         let mut v = vec![0x80 | bytes.len() as u8];
         v.extend(bytes);
         v
@@ -320,7 +428,10 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 fn name(cn: &str) -> Vec<u8> {
-    let atv = tlv(0x30, &[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, cn.as_bytes())].concat());
+    let atv = tlv(
+        0x30,
+        &[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, cn.as_bytes())].concat(),
+    );
     tlv(0x30, &tlv(0x31, &atv))
 }
 
@@ -341,7 +452,10 @@ fn utc_time(t: i64) -> Vec<u8> {
 /// A self-signed X.509 v1 certificate (ECDSA P-256), as DER.
 pub fn v1_cert_der(cn: &str, not_before: i64, not_after: i64) -> Vec<u8> {
     let key = KeyPair::generate().unwrap();
-    let alg = tlv(0x30, &tlv(0x06, &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02]));
+    let alg = tlv(
+        0x30,
+        &tlv(0x06, &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02]),
+    );
     let tbs = tlv(
         0x30,
         &[

@@ -191,3 +191,102 @@ pub fn container_status(name: &str) -> String {
         .trim()
         .to_string()
 }
+
+// ---------------------------------------------------------------- watch / compose helpers
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `http://{addr}{path}`; `None` when nothing answers. Body cut at 4 MiB.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, &[])
+}
+
+/// A minimal HTTP/1.1 request over loopback.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.take(4 << 20).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    // Chunked bodies (axum streams JSON that way sometimes): de-chunk.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Some((code, body))
+}
+
+static IMAGE_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Make sure a local image exists, building it with `scripts/<script>` when missing.
+pub fn ensure_image(image: &str, script: &str) {
+    let _lock = IMAGE_BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if docker_raw(&["image", "inspect", image]).status.success() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new("bash")
+        .arg(root.join("scripts").join(script))
+        .output()
+        .expect("run an image build script");
+    assert!(
+        o.status.success(),
+        "scripts/{script} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Debian's docker-compose (v1); `None` (or a panic under CI=true) when it is not installed.
+pub fn compose_cli() -> Option<&'static str> {
+    let ok = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Some("docker-compose");
+    }
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("CI=true and docker-compose is missing: apt-get install docker-compose");
+    }
+    eprintln!("SKIPPED: docker-compose is not installed");
+    None
+}
