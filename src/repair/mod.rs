@@ -1136,7 +1136,7 @@ impl Ladder<'_> {
                                 run.opts.settle.as_secs()
                             ),
                         );
-                        return Ok(fresh.take().unwrap_or_else(|| unreachable_report()));
+                        return fresh.take().ok_or_else(|| "internal: verified without a report".to_string());
                     }
                 } else {
                     healthy_since = None;
@@ -1145,8 +1145,4 @@ impl Ladder<'_> {
             }
         }
     }
-}
-
-fn unreachable_report() -> CheckReport {
-    CheckReport::unknown(String::new(), 0, RenewBefore::default(), "no report".into())
 }

@@ -72,7 +72,7 @@ fn relative(raw: &str) -> Option<String> {
     let mut parts = raw.split('/').filter(|c| !c.is_empty() && *c != ".");
     parts.next()?;
     let rest: Vec<&str> = parts.collect();
-    if rest.iter().any(|c| *c == "..") {
+    if rest.contains(&"..") {
         return None;
     }
     Some(rest.join("/"))
