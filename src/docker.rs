@@ -89,7 +89,7 @@ impl DockerClient {
             .map_err(|e| unreachable(e.to_string()))?;
         let server_version = version.version.unwrap_or_default();
         let api_version = version.api_version.unwrap_or_default();
-        tracing::debug!(%host, client_api, server_version, server_api = api_version, "connected to Docker");
+        tracing::info!(%host, client_api, server_version, server_api = api_version, "connected to Docker");
         Ok(Self {
             docker,
             host,

@@ -72,3 +72,41 @@ pub async fn rancher_ping(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn http_get_reads_status_and_body_from_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /ping HTTP/1.1\r\n"));
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong")
+                .await
+                .unwrap();
+        });
+        let (status, body) = http_get(&format!("http://{addr}/ping"), Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "pong"));
+        assert!(http_get("https://127.0.0.1/", Duration::from_secs(1))
+            .await
+            .is_err());
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(
+            http_get(&format!("http://{closed}/"), Duration::from_secs(1))
+                .await
+                .is_err()
+        );
+    }
+}
