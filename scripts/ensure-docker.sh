@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers and busybox-static is installed; on a fresh machine,
+# Make sure a Docker engine answers and busybox-static, openssl, docker-compose and curl are installed; on a fresh machine,
 # install Debian's docker.io and start dockerd without touching the host's network
 # (--iptables=false --bridge=none). Prints nothing but progress; idempotent.
 set -euo pipefail
@@ -8,6 +8,8 @@ need_pkgs=()
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_pkgs+=(busybox-static)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v docker-compose >/dev/null 2>&1 || need_pkgs+=(docker-compose)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "ensure-docker: installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

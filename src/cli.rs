@@ -197,4 +197,10 @@ pub struct HealthcheckArgs {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 3)]
     pub timeout: u64,
+    /// Path to query instead of /healthz (e.g. /status or /metrics: the image has no curl).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+    /// Print the answer's body on stdout.
+    #[arg(long)]
+    pub print: bool,
 }

@@ -630,3 +630,24 @@ fn giving_up_names_the_backup_and_leaves_the_container_running() {
     assert!(err.contains("unknown authority"), "{err}");
     assert_eq!(state(&sim.name).0, "running");
 }
+
+/// The init container runs before Rancher's first start, when K3s has not created its TLS
+/// directory yet: nothing to do, exit 0 (Rancher must be allowed to start). A parent that is
+/// missing too means a wrong mount: unknown, exit 3.
+#[test]
+fn dir_mode_on_a_first_boot_is_healthy() {
+    let root = tempfile::tempdir().unwrap();
+    let tls = root.path().join("tls");
+    let o = run_bin(&[
+        "repair",
+        "--dir",
+        tls.to_str().unwrap(),
+        "--backup-dir",
+        root.path().join("b").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("result: healthy"), "{}", stdout(&o));
+    assert!(!root.path().join("b").exists());
+    let o = run_bin(&["repair", "--dir", "/nonexistent/k3s/server/tls"]);
+    assert_eq!(o.status.code(), Some(3));
+}

@@ -212,10 +212,11 @@ impl SocketProxy {
     }
 
     fn cut(&mut self) {
+        let Some(t) = self.thread.take() else {
+            return; // already cut
+        };
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
+        t.join().unwrap();
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }

@@ -133,7 +133,8 @@ fn image_watch_renews_a_due_rancher_without_help() {
         ),
         format!("rancher_cert_guard_target_up{{container=\"{rancher}\"}} 1"),
         "rancher_cert_guard_build_info{version=\"".to_string(),
-        format!("x509_cert_expired{{filepath=\"/var/lib/rancher/k3s/server/tls/client-admin.crt\""),
+        "x509_cert_expired{filepath=\"/var/lib/rancher/k3s/server/tls/client-admin.crt\""
+            .to_string(),
         format!("rancher_cert_guard_next_action_timestamp_seconds{{container=\"{rancher}\"}} "),
         format!("rancher_cert_guard_last_success_timestamp_seconds{{container=\"{rancher}\"}} "),
     ] {

@@ -17,6 +17,19 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
     let target = format!("dir:{}", dir.display());
     let mut run = Run::new(opts, &target);
     let now = timefmt::now();
+    // First boot of a new install: K3s has not created its TLS directory yet. Nothing can be
+    // due, and an init container must not keep Rancher from starting.
+    if !dir.exists() && dir.parent().map(|p| p.is_dir()).unwrap_or(false) {
+        run.step(
+            "inspect",
+            true,
+            format!(
+                "{} does not exist yet (first start?): nothing to renew",
+                dir.display()
+            ),
+        );
+        return Ok(run.finish(RepairResult::Healthy, None));
+    }
     let tree = read_blocking(dir).await?;
     let inv = inventory(&tree, now, opts.renew_before);
     run.report.before = Some(CheckReport::new(

@@ -94,7 +94,7 @@ impl Config {
             max_repairs_per_day: 3,
             tick: Duration::from_secs(15),
             debounce: Duration::from_millis(500),
-            min_event_spacing: Duration::from_secs(5),
+            min_event_spacing: Duration::from_millis(1500),
             first_scan_fallback: Duration::from_secs(10),
             check_timeout: Duration::from_secs(60),
             repair_timeout: Duration::from_secs(1020),
@@ -155,10 +155,10 @@ enum JobKind {
 
 enum Outcome {
     Discovered(Result<Vec<Found>, Error>),
-    Checked(String, Result<Observation, Error>),
+    Checked(String, Box<Result<Observation, Error>>),
     Repaired {
         name: String,
-        result: Result<RepairReport, Error>,
+        result: Box<Result<RepairReport, Error>>,
         started_at: i64,
         requested_by: &'static str,
     },
@@ -356,7 +356,7 @@ impl<R: Runner> Controller<R> {
                     limit.as_secs()
                 ))),
             };
-            Outcome::Checked(n, r)
+            Outcome::Checked(n, Box::new(r))
         });
         self.track(h, name, JobKind::Check);
     }
@@ -392,7 +392,7 @@ impl<R: Runner> Controller<R> {
             };
             Outcome::Repaired {
                 name: n,
-                result,
+                result: Box::new(result),
                 started_at,
                 requested_by,
             }
@@ -538,13 +538,13 @@ impl<R: Runner> Controller<R> {
         };
         match outcome {
             Outcome::Discovered(r) => self.on_discovered(r),
-            Outcome::Checked(name, r) => self.on_checked(&name, r),
+            Outcome::Checked(name, r) => self.on_checked(&name, *r),
             Outcome::Repaired {
                 name,
                 result,
                 started_at,
                 requested_by,
-            } => self.on_repaired(&name, result, started_at, requested_by),
+            } => self.on_repaired(&name, *result, started_at, requested_by),
         }
     }
 

@@ -360,7 +360,8 @@ pub fn probe_addrs(addr: &str) -> Vec<String> {
     }
 }
 
-/// `rancher-cert-guard healthcheck`: GET /healthz of the local `watch`; 0 when it answers 200.
+/// `rancher-cert-guard healthcheck`: GET /healthz (or `--path`) of the local `watch`, at the
+/// address it recorded; 0 when it answers 200.
 pub async fn run_healthcheck(args: HealthcheckArgs) -> u8 {
     let from_file = std::fs::read_to_string(&args.addr_file)
         .ok()
@@ -368,13 +369,23 @@ pub async fn run_healthcheck(args: HealthcheckArgs) -> u8 {
         .filter(|s| !s.is_empty());
     let addr = from_file.unwrap_or_else(|| args.listen.clone());
     let timeout = Duration::from_secs(args.timeout.max(1));
+    let path = if args.path.starts_with('/') {
+        args.path.clone()
+    } else {
+        format!("/{}", args.path)
+    };
     let mut last = String::new();
     for a in probe_addrs(&addr) {
-        match crate::probe::http_get(&format!("http://{a}/healthz"), timeout).await {
-            Ok((200, _)) => return 0,
+        match crate::probe::http_get(&format!("http://{a}{path}"), timeout).await {
             Ok((code, body)) => {
+                if args.print {
+                    print!("{body}");
+                }
+                if code == 200 {
+                    return 0;
+                }
                 eprintln!(
-                    "unhealthy: http://{a}/healthz answered {code}: {}",
+                    "unhealthy: http://{a}{path} answered {code}: {}",
                     body.trim()
                 );
                 return 1;

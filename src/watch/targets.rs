@@ -45,7 +45,7 @@ impl Selector {
         let mut parsed = Vec::new();
         for l in labels.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
             match l.split_once('=') {
-                Some((k, _)) if k.is_empty() => {
+                Some(("", _)) => {
                     return Err(format!("invalid --label {l:?}: want KEY=VALUE or KEY"))
                 }
                 Some((k, v)) => parsed.push((k.to_string(), Some(v.to_string()))),
