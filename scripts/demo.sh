@@ -47,8 +47,9 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 # Let the sidecar finish its settle window and publish the result.
-for _ in $(seq 1 30); do
-  curl -fsS "http://127.0.0.1:$PORT/metrics" 2>/dev/null | grep -q 'rancher_cert_guard_repairs_total{.*result="repaired"' && break
+repaired=0
+for _ in $(seq 1 60); do
+  curl -fsS "http://127.0.0.1:$PORT/metrics" 2>/dev/null | grep -Eq 'rancher_cert_guard_repairs_total\{.*result="repaired"\} [1-9]' && { repaired=1; break; }
   sleep 1
 done
 docker logs "$GUARD" 2>&1 | tail -n 15
@@ -60,5 +61,10 @@ echo
 echo "== 4. Metrics (x509-certificate-exporter compatible) and status"
 curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -E '^(x509_cert_not_after\{.*filename="(client-admin.crt|dynamic-cert.json)"|rancher_cert_guard_(repairs_total|restarts_total|target_up))' || true
 echo "backups written: $(ls "$BACKUPS" | grep -c '\.tar$' || true)"
-echo "ping inside Rancher: $(docker exec "$RANCHER" wget -qO- http://127.0.0.1/ping)"
-if [ "$ok" = 1 ]; then echo "DEMO OK: renewed without help"; else echo "DEMO FAILED: certificates still due" >&2; exit 1; fi
+pong="$(docker exec "$RANCHER" wget -qO- http://127.0.0.1/ping 2>/dev/null || true)"
+echo "ping inside Rancher: ${pong:-no answer}"
+if [ "$ok" = 1 ] && [ "$repaired" = 1 ] && [ "$pong" = pong ]; then
+  echo "DEMO OK: the sidecar renewed the certificates without help; Rancher answers pong"
+else
+  echo "DEMO FAILED: certificates fresh=$ok, repair recorded=$repaired, ping=${pong:-none}" >&2; exit 1
+fi
