@@ -460,7 +460,12 @@ impl Ladder<'_> {
                 } else {
                     healthy_since = None;
                 }
-                tokio::time::sleep(poll.min(run.time_left())).await;
+                // While settling, wake exactly when the settle window ends, not a poll later.
+                let settle_left = healthy_since
+                    .map(|t| run.opts.settle.saturating_sub(t.elapsed()))
+                    .unwrap_or(poll);
+                let nap = poll.min(settle_left).max(Duration::from_millis(10));
+                tokio::time::sleep(nap.min(run.time_left())).await;
             }
         }
     }
