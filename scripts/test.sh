@@ -31,4 +31,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/build-sim-image.sh
 if [ -f scripts/build-image.sh ]; then bash scripts/build-image.sh; fi
 
-cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
+log="$(mktemp "${TMPDIR:-/tmp}/rcg-test.XXXXXX")"
+set +e
+cargo test --workspace -- --test-threads="${TEST_THREADS:-4}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo prints one per test binary, the last being the
+# doc-tests of a crate that has none).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1); if ($(i) ~ /^ignored/) s += $(i-1) } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log" | tr -d ';'
+rm -f "$log"
+exit "$status"
