@@ -180,43 +180,18 @@ pub fn verify(path: &Path, expected: &Manifest) -> Result<(), Error> {
         path: path.display().to_string(),
         detail: format!("verification failed: {detail}"),
     };
-    let file = fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    let mut seen: BTreeMap<String, ManifestFile> = BTreeMap::new();
-    let mut stored_manifest: Option<Manifest> = None;
-    for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
-        let mut entry = entry.map_err(|e| fail(e.to_string()))?;
-        let p = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut buf = Vec::new();
-        entry
-            .read_to_end(&mut buf)
-            .map_err(|e| fail(e.to_string()))?;
-        if p == "manifest.json" {
-            stored_manifest =
-                Some(serde_json::from_slice(&buf).map_err(|e| fail(format!("manifest: {e}")))?);
-        } else {
-            seen.insert(
-                p.clone(),
-                ManifestFile {
-                    path: p,
-                    sha256: sha(&buf),
-                    bytes: buf.len() as u64,
-                },
-            );
-        }
-    }
-    let stored = stored_manifest.ok_or_else(|| fail("no manifest.json".into()))?;
+    let (stored, files) = read_archive(path).map_err(|e| fail(e.to_string()))?;
     if stored.files != expected.files {
         return Err(fail("the stored manifest differs from the tree".into()));
     }
     for f in &expected.files {
-        match seen.get(&f.path) {
-            Some(s) if s == f => {}
+        match files.get(&f.path) {
+            Some(b) if sha(b) == f.sha256 && b.len() as u64 == f.bytes => {}
             Some(_) => return Err(fail(format!("{} does not match its sha256", f.path))),
             None => return Err(fail(format!("{} is missing", f.path))),
         }
     }
-    if seen.len() != expected.files.len() {
+    if files.len() != expected.files.len() {
         return Err(fail("unexpected extra files".into()));
     }
     Ok(())

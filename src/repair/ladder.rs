@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::plan::{plan_wipe, signatures, Signature, WipePlan};
 use super::{
-    backup, ca_fingerprints, file_bytes, journal, protected_intact, protected_snapshot,
-    wipe_command, Run, KUBECONFIG_PATH,
+    backup, ca_fingerprints, file_bytes, journal, kubectl_variants, protected_intact,
+    protected_snapshot, wipe_command, Run, KUBECONFIG_PATH,
 };
 use crate::docker::{parse_rfc3339_nanos, ContainerInfo, DockerClient};
 use crate::inventory::{inventory, Status};
@@ -56,27 +56,7 @@ impl Ladder<'_> {
             return false;
         }
         let mut last = String::new();
-        for cmd in [
-            vec![
-                "kubectl",
-                "--insecure-skip-tls-verify",
-                "delete",
-                "secret",
-                "-n",
-                "kube-system",
-                "k3s-serving",
-            ],
-            vec![
-                "k3s",
-                "kubectl",
-                "--insecure-skip-tls-verify",
-                "delete",
-                "secret",
-                "-n",
-                "kube-system",
-                "k3s-serving",
-            ],
-        ] {
+        for cmd in kubectl_variants(&["delete", "secret", "-n", "kube-system", "k3s-serving"]) {
             match self
                 .docker
                 .exec(&self.info.id, &cmd, Duration::from_secs(30))

@@ -391,32 +391,26 @@ fn wipe_command(tls_path: &str, delete: &[String]) -> Vec<String> {
     cmd
 }
 
+/// One kubectl call as `kubectl` and as `k3s kubectl` (Rancher images ship one or the other),
+/// with `--insecure-skip-tls-verify`: it must work while the serving certificate is expired.
+pub(crate) fn kubectl_variants<'a>(args: &[&'a str]) -> [Vec<&'a str>; 2] {
+    let mut plain = vec!["kubectl", "--insecure-skip-tls-verify"];
+    plain.extend_from_slice(args);
+    let mut k3s = vec!["k3s"];
+    k3s.extend(plain.iter().copied());
+    [plain, k3s]
+}
+
 async fn get_serving_secret(docker: &DockerClient, id: &str) -> Option<Vec<u8>> {
-    for cmd in [
-        vec![
-            "kubectl",
-            "--insecure-skip-tls-verify",
-            "get",
-            "secret",
-            "-n",
-            "kube-system",
-            "k3s-serving",
-            "-o",
-            "json",
-        ],
-        vec![
-            "k3s",
-            "kubectl",
-            "--insecure-skip-tls-verify",
-            "get",
-            "secret",
-            "-n",
-            "kube-system",
-            "k3s-serving",
-            "-o",
-            "json",
-        ],
-    ] {
+    for cmd in kubectl_variants(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "k3s-serving",
+        "-o",
+        "json",
+    ]) {
         if let Ok((0, out)) = docker.exec(id, &cmd, Duration::from_secs(20)).await {
             if out.trim_start().starts_with('{') {
                 return Some(out.into_bytes());
