@@ -41,6 +41,8 @@ if ! git -C "$ROOT" diff --quiet HEAD 2>/dev/null; then REVISION="$REVISION-dirt
 
 # Classic builder, --target local: the registry stages after it are never reached. With a
 # buildx-less BuildKit, DOCKER_BUILDKIT=1 /usr/bin/docker build --network none works too.
+# The image this build replaces, removed afterwards so rebuilds leave no dangling images.
+old_id="$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" "$DOCKER" build --network none --target local \
   --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
   -t "$IMAGE" "$ctx" >&2
@@ -50,4 +52,8 @@ echo "build-image: $IMAGE is $size bytes ($(awk "BEGIN{printf \"%.1f\", $size/10
 if [ "$size" -gt "$MAX_BYTES" ]; then
   echo "build-image: warning: over the 8 MB budget" >&2
 fi
-"$DOCKER" image inspect --format '{{.Id}}' "$IMAGE"
+new_id="$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE")"
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+  "$DOCKER" rmi "$old_id" >/dev/null 2>&1 || true   # still used by a container: leave it
+fi
+echo "$new_id"

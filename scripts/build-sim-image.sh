@@ -34,7 +34,13 @@ cp -p "$BIN" "$ctx/rancher"
 cp -p "$ROOT/sim/Dockerfile" "$ctx/Dockerfile"
 
 # Legacy builder: no frontend image to pull; --network none for RUN steps.
+# The image this build replaces, removed afterwards so rebuilds leave no dangling images.
+old_id="$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 DOCKER_BUILDKIT=0 "$DOCKER" build --network none \
   --label rancher-cert-guard.test=true -t "$IMAGE" "$ctx" >&2
 
-"$DOCKER" image inspect --format '{{.Id}}' "$IMAGE"
+new_id="$("$DOCKER" image inspect --format '{{.Id}}' "$IMAGE")"
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+  "$DOCKER" rmi "$old_id" >/dev/null 2>&1 || true   # still used by a container: leave it
+fi
+echo "$new_id"

@@ -564,14 +564,8 @@ fn dir_mode_wipes_only_what_k3s_regenerates() {
     assert!(m.files.iter().any(|f| f.path == "tls/service.key"));
 }
 
-/// CA files deleted by hand while Rancher still runs: at the next start K3s mints new CAs
-/// while Rancher still trusts the old one from the stale k3s.yaml. `--force` repairs it by
-/// walking the unknown-authority loop: one more restart (with backoff) clears it.
-#[test]
-fn deleted_ca_walks_the_unknown_authority_loop_with_an_extra_restart() {
-    if !docker_available() {
-        return;
-    }
+/// A healthy era-v1.19 Rancher whose CA certificate files were deleted by hand (not restarted).
+fn sim_with_ca_files_deleted() -> Sim {
     let sim = start_sim(&["SIM_ERA=v1.19"], &[]);
     wait_log(&sim.name, "Rancher startup complete");
     docker(&[
@@ -581,6 +575,18 @@ fn deleted_ca_walks_the_unknown_authority_loop_with_an_extra_restart() {
         "-c",
         &format!("rm -f {TLS}/*-ca.crt"),
     ]);
+    sim
+}
+
+/// CA files deleted by hand while Rancher still runs: at the next start K3s mints new CAs
+/// while Rancher still trusts the old one from the stale k3s.yaml. `--force` repairs it by
+/// walking the unknown-authority loop: one more restart (with backoff) clears it.
+#[test]
+fn deleted_ca_walks_the_unknown_authority_loop_with_an_extra_restart() {
+    if !docker_available() {
+        return;
+    }
+    let sim = sim_with_ca_files_deleted();
     let before = tls_snapshot(&sim.name);
     let backups = tempfile::tempdir().unwrap();
     let (code, v, err) = repair(&sim.name, backups.path(), &["--force"]);
@@ -604,15 +610,7 @@ fn giving_up_names_the_backup_and_leaves_the_container_running() {
     if !docker_available() {
         return;
     }
-    let sim = start_sim(&["SIM_ERA=v1.19"], &[]);
-    wait_log(&sim.name, "Rancher startup complete");
-    docker(&[
-        "exec",
-        &sim.name,
-        "sh",
-        "-c",
-        &format!("rm -f {TLS}/*-ca.crt"),
-    ]);
+    let sim = sim_with_ca_files_deleted();
     let backups = tempfile::tempdir().unwrap();
     let (code, v, err) = repair(
         &sim.name,

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::plan::{plan_wipe, reasons_to_act, REGENERATE_TRIGGER};
+use super::plan::REGENERATE_TRIGGER;
 use super::{
-    backup, protected_intact, protected_snapshot, RepairOptions, RepairReport, RepairResult, Run,
+    backup, decide, protected_intact, protected_snapshot, RepairOptions, RepairReport,
+    RepairResult, Run,
 };
 use crate::error::Error;
 use crate::inventory::inventory;
@@ -47,17 +48,9 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
             inv.problems.len()
         ),
     );
-    run.report.reasons = reasons_to_act(&inv, &[], opts.force);
-    if run.report.reasons.is_empty() {
-        return Ok(run.finish(RepairResult::Healthy, None));
-    }
-    let plan = plan_wipe(&inv);
-    run.report.plan = Some(plan.clone());
-    if opts.dry_run {
-        return Ok(run.finish(RepairResult::DryRun, None));
-    }
-    let Some(backup_dir) = opts.backup_dir.clone() else {
-        return Ok(run.finish(RepairResult::Refused, Some("no --backup-dir given: refusing to delete anything without a backup; nothing was changed".into())));
+    let (mut run, plan, backup_dir) = match decide(run, &inv, &[]) {
+        Ok(go) => go,
+        Err(report) => return Ok(*report),
     };
     let backup_name = dir
         .file_name()

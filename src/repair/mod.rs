@@ -124,6 +124,38 @@ fn file_bytes<'t>(tree: &'t Tree, path: &str) -> Option<&'t [u8]> {
     tree.files().find(|(p, _)| *p == path).map(|(_, b)| b)
 }
 
+/// The decision both modes share: nothing due → healthy; `--dry-run` → the plan only; no
+/// usable backup directory → refused. `Ok` carries what to wipe and where the backup goes;
+/// `Err` the finished report.
+fn decide<'a>(
+    mut run: Run<'a>,
+    inv: &Inventory,
+    sigs: &[plan::Signature],
+) -> Result<(Run<'a>, plan::WipePlan, PathBuf), Box<RepairReport>> {
+    run.report.reasons = reasons_to_act(inv, sigs, run.opts.force);
+    if run.report.reasons.is_empty() {
+        return Err(Box::new(run.finish(RepairResult::Healthy, None)));
+    }
+    let plan = plan_wipe(inv);
+    run.report.plan = Some(plan.clone());
+    if run.opts.dry_run {
+        return Err(Box::new(run.finish(RepairResult::DryRun, None)));
+    }
+    let Some(backup_dir) = run.opts.backup_dir.clone() else {
+        return Err(Box::new(run.finish(
+            RepairResult::Refused,
+            Some("no --backup-dir given: refusing to delete anything without a backup; nothing was changed".into()),
+        )));
+    };
+    if let Err(e) = backup::probe_writable(&backup_dir) {
+        run.step("backup", false, e.to_string());
+        return Err(Box::new(
+            run.finish(RepairResult::Refused, Some(e.to_string())),
+        ));
+    }
+    Ok((run, plan, backup_dir))
+}
+
 /// What must be byte-identical after any step: CA certificates, CA keys, service keys.
 fn protected_snapshot(tree: &Tree) -> Vec<(String, Vec<u8>)> {
     tree.files()
@@ -189,25 +221,11 @@ pub async fn repair_container(
             sigs
         ),
     );
-    run.report.reasons = reasons_to_act(&inv, &sigs, opts.force);
-    if run.report.reasons.is_empty() {
-        return Ok(run.finish(RepairResult::Healthy, None));
-    }
-    let plan = plan_wipe(&inv);
-    run.report.plan = Some(plan.clone());
-    if opts.dry_run {
-        return Ok(run.finish(RepairResult::DryRun, None));
-    }
-    tracing::info!(container = %info.name, reasons = ?run.report.reasons, "repair needed");
-
-    // Refuse early, before touching anything.
-    let Some(backup_dir) = opts.backup_dir.clone() else {
-        return Ok(run.finish(RepairResult::Refused, Some("no --backup-dir given: refusing to delete anything without a backup; nothing was changed".into())));
+    let (mut run, plan, backup_dir) = match decide(run, &inv, &sigs) {
+        Ok(go) => go,
+        Err(report) => return Ok(*report),
     };
-    if let Err(e) = backup::probe_writable(&backup_dir) {
-        run.step("backup", false, e.to_string());
-        return Ok(run.finish(RepairResult::Refused, Some(e.to_string())));
-    }
+    tracing::info!(container = %info.name, reasons = ?run.report.reasons, "repair needed");
     if inv.ca_fingerprints().is_empty() {
         tracing::warn!(container = %info.name, "no CA certificate in the TLS tree: K3s will mint new CAs at start (unknown-authority loop likely; handled by restarts)");
     }
