@@ -140,7 +140,7 @@ fn a_container_recreated_under_the_same_name_is_picked_up() {
     );
 
     // Recreate: same name, new container, certificates now due.
-    docker(&["rm", "-f", &name]);
+    docker(&["rm", "-f", "-v", &name]);
     let t0 = Instant::now();
     let second_id = run_sim(&name, 20);
     wait_for(15, "the recreated container to be looked at", || {
