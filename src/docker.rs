@@ -38,6 +38,16 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
 }
 
+/// A container as a list call reports it: enough to select targets.
+#[derive(Debug, Clone)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+    /// The image reference it was created from.
+    pub image: String,
+    pub labels: HashMap<String, String>,
+}
+
 /// A connected Docker client and the host it points at (for error messages).
 #[derive(Clone)]
 pub struct DockerClient {
@@ -175,11 +185,12 @@ impl DockerClient {
         })
     }
 
-    /// Containers matching Docker `filters` (e.g. `label=k=v`, `ancestor=img`), all states.
+    /// Containers matching Docker `filters` (e.g. `label=k=v`, `ancestor=img`), all states,
+    /// from one list call (no inspect per container: callers inspect what they go on with).
     pub async fn list(
         &self,
         filters: HashMap<String, Vec<String>>,
-    ) -> Result<Vec<ContainerInfo>, Error> {
+    ) -> Result<Vec<ContainerRef>, Error> {
         let opts = qp::ListContainersOptions {
             all: true,
             filters: Some(filters),
@@ -190,17 +201,22 @@ impl DockerClient {
             .list_containers(Some(opts))
             .await
             .map_err(|e| self.map("list containers", "*", e))?;
-        let mut out = Vec::new();
-        for c in list {
-            if let Some(id) = c.id {
-                match self.inspect(&id).await {
-                    Ok(info) => out.push(info),
-                    Err(Error::ContainerNotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(out)
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                Some(ContainerRef {
+                    id: c.id?,
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    image: c.image.unwrap_or_default(),
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
     }
 
     /// Read a directory of a container (running, restarting or stopped) as a [`Tree`], through
