@@ -3,11 +3,11 @@
 # files only (no registry): a static sim-rancher binary plus /bin/busybox on
 # FROM scratch. Runnable from any directory; idempotent (cargo and the Docker
 # layer cache make a no-change run quick). Honours CARGO_TARGET_DIR (default
-# <repo>/target). Prints the image id on stdout; progress goes to stderr.
+# <repo>/target) and SIM_IMAGE (the tag). Prints the image id on stdout; progress goes to stderr.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IMAGE="rancher-cert-guard-sim:local"
+IMAGE="${SIM_IMAGE:-rancher-cert-guard-sim:local}"
 TARGET=x86_64-unknown-linux-gnu
 BUSYBOX=/bin/busybox
 

@@ -94,8 +94,8 @@ fn compose_stack_repairs_the_simulated_rancher() {
         return;
     }
     let Some(cli) = compose_cli() else { return };
-    ensure_image("rancher-cert-guard-sim:local", "build-sim-image.sh");
-    ensure_image("rancher-cert-guard:local", "build-image.sh");
+    ensure_image(&sim_image(), "build-sim-image.sh");
+    ensure_image(&tool_image(), "build-image.sh");
 
     let project = unique("stack").replace('-', "");
     let dir = tempfile::tempdir().unwrap();
@@ -144,9 +144,10 @@ volumes:
         project: project.clone(),
         files: files.iter().map(|p| p.to_path_buf()).collect(),
     };
+    let (sim, tool) = (sim_image(), tool_image());
     let env = [
-        ("RANCHER_IMAGE", "rancher-cert-guard-sim:local"),
-        ("CERT_GUARD_IMAGE", "rancher-cert-guard:local"),
+        ("RANCHER_IMAGE", sim.as_str()),
+        ("CERT_GUARD_IMAGE", tool.as_str()),
     ];
     let up = compose(cli, &project, &files, &env, &["up", "-d"]);
     assert!(

@@ -12,7 +12,6 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-const SIM_IMAGE: &str = "rancher-cert-guard-sim:local";
 const TLS: &str = "/var/lib/rancher/k3s/server/tls";
 
 struct Sim {
@@ -22,10 +21,11 @@ struct Sim {
 
 fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
     assert!(
-        docker_raw(&["image", "inspect", SIM_IMAGE])
+        docker_raw(&["image", "inspect", &sim_image()])
             .status
             .success(),
-        "{SIM_IMAGE} missing: run `bash scripts/build-sim-image.sh` (scripts/test.sh does)"
+        "{} missing: run `bash scripts/build-sim-image.sh` (scripts/test.sh does)",
+        sim_image()
     );
     let name = unique("sim");
     let guard = ContainerGuard(name.clone());
@@ -46,7 +46,7 @@ fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
         args.push(e.to_string());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(SIM_IMAGE.into());
+    args.push(sim_image());
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     docker(&a);
     Sim {

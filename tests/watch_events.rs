@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SIM: &str = "rancher-cert-guard-sim:local";
-
 /// `watch` running on the host, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Watch {
     child: Child,
@@ -111,7 +109,7 @@ fn run_sim(name: &str, leaf_days: u32) -> String {
         &format!("SIM_LEAF_DAYS={leaf_days}"),
         "-e",
         "SIM_BOOT_SECONDS=1",
-        SIM,
+        &sim_image(),
     ])
 }
 
@@ -120,7 +118,7 @@ fn a_container_recreated_under_the_same_name_is_picked_up() {
     if !docker_available() {
         return;
     }
-    ensure_image(SIM, "build-sim-image.sh");
+    ensure_image(&sim_image(), "build-sim-image.sh");
     let name = unique("recreate");
     let _c = ContainerGuard(name.clone());
     let first_id = run_sim(&name, 365);
@@ -256,7 +254,7 @@ fn the_events_stream_survives_a_cut_socket() {
     if !docker_available() {
         return;
     }
-    ensure_image(SIM, "build-sim-image.sh");
+    ensure_image(&sim_image(), "build-sim-image.sh");
     let upstream = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))

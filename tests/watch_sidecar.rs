@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const IMAGE: &str = "rancher-cert-guard:local";
-const SIM: &str = "rancher-cert-guard-sim:local";
-
 fn status_json(addr: &str) -> Option<serde_json::Value> {
     let (code, body) = http_get(addr, "/status")?;
     (code == 200).then(|| serde_json::from_str(&body).ok())?
@@ -21,8 +18,8 @@ fn image_watch_renews_a_due_rancher_without_help() {
     if !docker_available() {
         return;
     }
-    ensure_image(SIM, "build-sim-image.sh");
-    ensure_image(IMAGE, "build-image.sh");
+    ensure_image(&sim_image(), "build-sim-image.sh");
+    ensure_image(&tool_image(), "build-image.sh");
 
     let rancher = unique("sidecar-rancher");
     let _r = ContainerGuard(rancher.clone());
@@ -39,7 +36,7 @@ fn image_watch_renews_a_due_rancher_without_help() {
         "SIM_LEAF_DAYS=20",
         "-e",
         "SIM_BOOT_SECONDS=1",
-        SIM,
+        &sim_image(),
     ]);
     let backups = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -63,7 +60,7 @@ fn image_watch_renews_a_due_rancher_without_help() {
         "/var/run/docker.sock:/var/run/docker.sock",
         "-v",
         &format!("{}:/backups", backups.path().display()),
-        IMAGE,
+        &tool_image(),
         "watch",
         "--container",
         &rancher,
@@ -190,8 +187,8 @@ fn image_metadata() {
     if !docker_available() {
         return;
     }
-    ensure_image(IMAGE, "build-image.sh");
-    let cfg = docker(&["image", "inspect", "-f", "{{json .Config}}", IMAGE]);
+    ensure_image(&tool_image(), "build-image.sh");
+    let cfg = docker(&["image", "inspect", "-f", "{{json .Config}}", &tool_image()]);
     let c: serde_json::Value = serde_json::from_str(&cfg).unwrap();
     assert_eq!(c["Entrypoint"], serde_json::json!(["/rancher-cert-guard"]));
     assert_eq!(c["Cmd"], serde_json::json!(["watch"]));
@@ -204,7 +201,7 @@ fn image_metadata() {
         "rancher-cert-guard"
     );
     assert!(c["Labels"]["org.opencontainers.image.version"].is_string());
-    let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", IMAGE])
+    let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", &tool_image()])
         .parse()
         .unwrap();
     eprintln!("image size: {size} bytes");

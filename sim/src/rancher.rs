@@ -60,10 +60,17 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 /// PID 1 ignores signals that have no handler: exit on SIGTERM/SIGINT once
-/// no file write is in progress, removing the "API up" marker.
+/// no file write is in progress, removing the "API up" marker. With
+/// `SIM_IGNORE_SIGTERM=1` only SIGINT is handled, so `docker stop` waits its whole
+/// grace period and then kills (a Rancher that is slow to stop).
 fn install_signal_handler() -> Result<(), String> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("install signal handler: {e}"))?;
+    let ignore_term = std::env::var("SIM_IGNORE_SIGTERM").is_ok_and(|v| v.trim() == "1");
+    let wanted: &[i32] = if ignore_term {
+        &[SIGINT]
+    } else {
+        &[SIGTERM, SIGINT]
+    };
+    let mut signals = Signals::new(wanted).map_err(|e| format!("install signal handler: {e}"))?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             let _guard = fsutil::lock();

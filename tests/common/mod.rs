@@ -11,6 +11,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// whatever carries it.
 pub const TEST_LABEL: &str = "rancher-cert-guard.test=true";
 
+/// The simulated Rancher image the tests run (`RCG_SIM_IMAGE` overrides the tag, so a
+/// development copy can be tested beside the suite's own).
+pub fn sim_image() -> String {
+    std::env::var("RCG_SIM_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "rancher-cert-guard-sim:local".into())
+}
+
+/// The product image the tests run (`RCG_IMAGE` overrides the tag).
+pub fn tool_image() -> String {
+    std::env::var("RCG_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "rancher-cert-guard:local".into())
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rancher-cert-guard"))
 }
@@ -265,6 +282,8 @@ pub fn ensure_image(image: &str, script: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let o = Command::new("bash")
         .arg(root.join("scripts").join(script))
+        .env("IMAGE", tool_image())
+        .env("SIM_IMAGE", sim_image())
         .output()
         .expect("run an image build script");
     assert!(
