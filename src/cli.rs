@@ -107,6 +107,13 @@ pub struct LadderArgs {
     /// Seconds `docker stop` waits before killing the container.
     #[arg(long, env = "CERT_GUARD_STOP_TIMEOUT", default_value_t = 30)]
     pub stop_timeout: u32,
+    /// Seconds to wait for another run acting on the same container before giving up as busy.
+    #[arg(long, env = "CERT_GUARD_LOCK_WAIT", default_value_t = 0)]
+    pub lock_wait: u64,
+    /// Tests only: pause after a step of the ladder (`stop`, `wipe`, `start`, `backup`,
+    /// optionally `:SECONDS`), so a test can kill the process right there.
+    #[arg(long, hide = true)]
+    pub fault_pause_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,8 +16,16 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::error::Error;
 use crate::source::{archive::tree_from_tar, Tree};
 
-/// Label put on every helper container this tool creates, so they can be found and removed.
+/// Label put on every helper and lease container this tool creates, so they can be found and
+/// removed, and are never taken for targets. Its value is the target's name.
 pub const HELPER_LABEL: &str = "rancher-cert-guard.helper";
+/// Label of helper and lease containers: the id of the target container they act on.
+pub const TARGET_LABEL: &str = "rancher-cert-guard.target";
+/// Label of helper containers: the run that created them (a run never removes another's).
+pub const RUN_LABEL: &str = "rancher-cert-guard.run";
+
+/// Default deadline of one Docker call, headers and body (archive and log streams included).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -36,6 +44,8 @@ pub struct ContainerInfo {
     pub started_at: Option<String>,
     pub restart_count: i64,
     pub labels: HashMap<String, String>,
+    /// Started with `--rm`: Docker deletes it when it stops, volumes and all.
+    pub auto_remove: bool,
 }
 
 /// A container as a list call reports it: enough to select targets.
@@ -55,6 +65,11 @@ pub struct DockerClient {
     pub host: String,
     pub server_version: String,
     pub api_version: String,
+    /// The daemon's own id (`/info` `ID`): a lease records it, so a run can tell whether the
+    /// lease's holder talked to the same daemon.
+    pub daemon_id: String,
+    /// Deadline of one call, headers and body; `stop` and `restart` add their grace period.
+    pub call_timeout: Duration,
 }
 
 fn host_from_env() -> String {
@@ -99,13 +114,57 @@ impl DockerClient {
             .map_err(|e| unreachable(e.to_string()))?;
         let server_version = version.version.unwrap_or_default();
         let api_version = version.api_version.unwrap_or_default();
+        let daemon_id = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.id)
+            .unwrap_or_default();
         tracing::info!(%host, client_api, server_version, server_api = api_version, "connected to Docker");
         Ok(Self {
-            docker,
+            docker: docker.with_timeout(CALL_TIMEOUT),
             host,
             server_version,
             api_version,
+            daemon_id,
+            call_timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// `fut` bounded by `limit`: a stalled daemon or socket proxy becomes an error that says
+    /// which call on which container, never a hang.
+    async fn bounded<T>(
+        &self,
+        action: &str,
+        container: &str,
+        limit: Duration,
+        fut: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                action: action.to_string(),
+                container: container.to_string(),
+                secs: limit.as_secs(),
+            }),
+        }
+    }
+
+    /// The daemon's clock (`/info` `SystemTime`), Unix seconds.
+    pub async fn daemon_time(&self) -> Result<i64, Error> {
+        let info = self
+            .bounded("read the daemon's clock", "-", self.call_timeout, async {
+                self.docker
+                    .info()
+                    .await
+                    .map_err(|e| self.map("info", "-", e))
+            })
+            .await?;
+        info.system_time
+            .as_deref()
+            .and_then(parse_rfc3339_nanos)
+            .map(|n| (n / 1_000_000_000) as i64)
+            .ok_or_else(|| Error::Failed("the daemon did not report its clock".into()))
     }
 
     fn map(&self, action: &str, container: &str, e: BollardError) -> Error {
@@ -151,11 +210,16 @@ impl DockerClient {
     }
 
     pub async fn inspect(&self, name: &str) -> Result<ContainerInfo, Error> {
-        let r = match self
+        let call = self
             .docker
-            .inspect_container(name, None::<qp::InspectContainerOptions>)
+            .inspect_container(name, None::<qp::InspectContainerOptions>);
+        let r = match tokio::time::timeout(self.call_timeout, call)
             .await
-        {
+            .map_err(|_| Error::Timeout {
+                action: "inspect".into(),
+                container: name.to_string(),
+                secs: self.call_timeout.as_secs(),
+            })? {
             Ok(r) => r,
             Err(e) if status_code(&e) == Some(404) => {
                 return Err(Error::ContainerNotFound {
@@ -167,6 +231,11 @@ impl DockerClient {
         };
         let state = r.state.unwrap_or_default();
         let config = r.config.unwrap_or_default();
+        let auto_remove = r
+            .host_config
+            .as_ref()
+            .and_then(|h| h.auto_remove)
+            .unwrap_or(false);
         Ok(ContainerInfo {
             id: r.id.unwrap_or_default(),
             name: r
@@ -182,6 +251,7 @@ impl DockerClient {
             started_at: state.started_at,
             restart_count: r.restart_count.unwrap_or(0),
             labels: config.labels.unwrap_or_default(),
+            auto_remove,
         })
     }
 
@@ -222,6 +292,16 @@ impl DockerClient {
     /// Read a directory of a container (running, restarting or stopped) as a [`Tree`], through
     /// the archive API, streaming: no shell, no exec, nothing written to disk.
     pub async fn read_tree(&self, container: &str, path: &str) -> Result<Tree, Error> {
+        self.bounded(
+            "read the TLS directory",
+            container,
+            self.call_timeout,
+            self.read_tree_unbounded(container, path),
+        )
+        .await
+    }
+
+    async fn read_tree_unbounded(&self, container: &str, path: &str) -> Result<Tree, Error> {
         let stream = self.archive_stream(container, path).await?;
         let reader = StreamReader::new(stream.map_err(std::io::Error::other));
         let bridge = SyncIoBridge::new(reader);
@@ -266,7 +346,11 @@ impl DockerClient {
 
     /// One file of a container, or `None` when it does not exist. At most 1 MiB.
     pub async fn read_file(&self, container: &str, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        match self.read_tree_of_file(container, path).await {
+        let read = self.read_tree_of_file(container, path);
+        match self
+            .bounded("read a file", container, self.call_timeout, read)
+            .await
+        {
             Ok(bytes) => Ok(bytes),
             Err(Error::PathNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -307,6 +391,21 @@ impl DockerClient {
     /// stdout and stderr lines of a container logged at or after `since_nanos` (Unix
     /// nanoseconds), at most the last `tail` lines; timestamps are stripped.
     pub async fn logs_since(
+        &self,
+        container: &str,
+        since_nanos: i128,
+        tail: usize,
+    ) -> Result<String, Error> {
+        self.bounded(
+            "read the logs",
+            container,
+            self.call_timeout,
+            self.logs_since_unbounded(container, since_nanos, tail),
+        )
+        .await
+    }
+
+    async fn logs_since_unbounded(
         &self,
         container: &str,
         since_nanos: i128,
@@ -393,12 +492,26 @@ impl DockerClient {
         }
     }
 
-    pub async fn stop(&self, container: &str, grace_secs: i32) -> Result<(), Error> {
+    /// A client whose request deadline covers a stop that waits `grace_secs` before killing:
+    /// the daemon answers a stop only when the container is down.
+    fn with_grace(&self, grace_secs: u32) -> Docker {
+        self.docker
+            .clone()
+            .with_timeout(self.call_timeout + Duration::from_secs(u64::from(grace_secs)))
+    }
+
+    /// Stop, waiting `grace_secs` for the container to exit before it is killed. Returns only
+    /// when the daemon says it is stopped (or was already).
+    pub async fn stop(&self, container: &str, grace_secs: u32) -> Result<(), Error> {
         let opts = qp::StopContainerOptions {
-            t: Some(grace_secs),
+            t: Some(grace_secs.min(i32::MAX as u32) as i32),
             ..Default::default()
         };
-        match self.docker.stop_container(container, Some(opts)).await {
+        match self
+            .with_grace(grace_secs)
+            .stop_container(container, Some(opts))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if status_code(&e) == Some(304) => Ok(()),
             Err(e) => Err(self.map("stop", container, e)),
@@ -417,44 +530,36 @@ impl DockerClient {
         }
     }
 
-    pub async fn restart(&self, container: &str, grace_secs: i32) -> Result<(), Error> {
+    pub async fn restart(&self, container: &str, grace_secs: u32) -> Result<(), Error> {
         let opts = qp::RestartContainerOptions {
-            t: Some(grace_secs),
+            t: Some(grace_secs.min(i32::MAX as u32) as i32),
             ..Default::default()
         };
-        self.docker
+        self.with_grace(grace_secs)
             .restart_container(container, Some(opts))
             .await
             .map_err(|e| self.map("restart", container, e))
     }
 
-    /// Run a short-lived helper container from `image` that shares the volumes of `target`,
-    /// with no network, as root; wait for it, collect its output, remove it.
-    /// Returns (exit code, output).
+    /// Run a short-lived helper container from the target's own image that shares its volumes,
+    /// with no network, as root; wait for it (at most `timeout`), collect its output, remove it.
+    /// Its name carries `run_id`, so concurrent runs never collide and a run never removes
+    /// another's helper. Returns (exit code, output).
     pub async fn run_helper(
         &self,
         target: &ContainerInfo,
+        run_id: &str,
         cmd: Vec<String>,
         timeout: Duration,
     ) -> Result<(i64, String), Error> {
         let name = format!(
-            "rancher-cert-guard-helper-{}-{}",
+            "rancher-cert-guard-helper-{}-{run_id}",
             &target.id[..12.min(target.id.len())],
-            std::process::id()
         );
-        // A helper left behind by a killed run would block the name.
-        let _ = self
-            .docker
-            .remove_container(
-                &name,
-                Some(qp::RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
         let mut labels = HashMap::new();
         labels.insert(HELPER_LABEL.to_string(), target.name.clone());
+        labels.insert(TARGET_LABEL.to_string(), target.id.clone());
+        labels.insert(RUN_LABEL.to_string(), run_id.to_string());
         let body = ContainerCreateBody {
             image: Some(target.image_id.clone()),
             entrypoint: Some(vec![cmd[0].clone()]),
@@ -491,11 +596,11 @@ impl DockerClient {
                 Ok(Some(Err(e))) => return Err(self.map("wait for helper", &target.name, e)),
                 Ok(None) => -1,
                 Err(_) => {
-                    return Err(Error::Failed(format!(
-                        "helper container for \"{}\" did not finish within {}s",
-                        target.name,
-                        timeout.as_secs()
-                    )))
+                    return Err(Error::Timeout {
+                        action: "run the wipe helper".into(),
+                        container: target.name.clone(),
+                        secs: timeout.as_secs(),
+                    })
                 }
             };
             let output = self
@@ -517,6 +622,130 @@ impl DockerClient {
             )
             .await;
         result
+    }
+
+    /// Remove the exited helper containers of `target_id` left by runs other than `run_id`
+    /// (killed before they could remove their own). Running ones are left alone.
+    pub async fn remove_exited_helpers(&self, target_id: &str, run_id: &str) -> Vec<String> {
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{TARGET_LABEL}={target_id}"), RUN_LABEL.to_string()],
+        );
+        filters.insert(
+            "status".to_string(),
+            vec![
+                "exited".to_string(),
+                "created".to_string(),
+                "dead".to_string(),
+            ],
+        );
+        let Ok(list) = self.list(filters).await else {
+            return vec![];
+        };
+        let mut removed = vec![];
+        for c in list {
+            if c.labels.get(RUN_LABEL).map(String::as_str) == Some(run_id)
+                || c.labels.contains_key(LEASE_LABEL)
+            {
+                continue;
+            }
+            let gone = self
+                .docker
+                .remove_container(
+                    &c.id,
+                    Some(qp::RemoveContainerOptions {
+                        force: false,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .is_ok();
+            if gone {
+                removed.push(c.name);
+            }
+        }
+        removed
+    }
+
+    // ------------------------------------------------------------ leases
+
+    /// Take the lease of `target`: create (never start) a container named after the target's
+    /// id. The daemon refuses a second container of the same name, so two runs anywhere on this
+    /// daemon can never both hold it. `Ok(None)`: taken; `Ok(Some(lease))`: someone holds it.
+    pub async fn create_lease(
+        &self,
+        target: &ContainerInfo,
+        lease: &Lease,
+    ) -> Result<Option<Lease>, Error> {
+        let mut labels = lease.to_labels();
+        labels.insert(HELPER_LABEL.to_string(), target.name.clone());
+        let body = ContainerCreateBody {
+            image: Some(target.image_id.clone()),
+            entrypoint: Some(vec!["/bin/true".into()]),
+            cmd: Some(vec![]),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = qp::CreateContainerOptions {
+            name: Some(lease_name(&target.id)),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(_) => Ok(None),
+            Err(e) if status_code(&e) == Some(409) => match self.find_lease(&target.id).await? {
+                Some(held) => Ok(Some(held)),
+                // Removed between our create and our look: report it as held; the caller retries.
+                None => Ok(Some(Lease::vanished(&target.id))),
+            },
+            Err(e) => Err(self.map("create the lease container", &target.name, e)),
+        }
+    }
+
+    /// The lease of `target_id`, if one exists.
+    pub async fn find_lease(&self, target_id: &str) -> Result<Option<Lease>, Error> {
+        let name = lease_name(target_id);
+        let call = self
+            .docker
+            .inspect_container(&name, None::<qp::InspectContainerOptions>);
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Err(_) => Err(Error::Timeout {
+                action: "read the lease".into(),
+                container: target_id.to_string(),
+                secs: self.call_timeout.as_secs(),
+            }),
+            Ok(Err(e)) if status_code(&e) == Some(404) => Ok(None),
+            Ok(Err(e)) => Err(self.map("read the lease", target_id, e)),
+            Ok(Ok(r)) => {
+                let labels = r.config.and_then(|c| c.labels).unwrap_or_default();
+                Ok(Some(Lease::from_labels(r.id.unwrap_or_default(), &labels)))
+            }
+        }
+    }
+
+    /// Remove the lease container `lease_id` (by container id, so a lease another run has
+    /// taken meanwhile, under the same name, is never removed).
+    pub async fn remove_lease(&self, lease_id: &str) -> Result<(), Error> {
+        match self
+            .docker
+            .remove_container(
+                lease_id,
+                Some(qp::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.map("remove the lease", lease_id, e)),
+        }
     }
 
     /// The raw events stream, filtered to container events.
@@ -542,5 +771,94 @@ impl DockerClient {
                 host: self.host.clone(),
                 detail: e.to_string(),
             })
+    }
+}
+
+// ---------------------------------------------------------------- leases
+
+/// Label of lease containers: the id of the target container.
+pub const LEASE_LABEL: &str = "rancher-cert-guard.lease";
+
+/// Name of the lease container of a target.
+pub fn lease_name(target_id: &str) -> String {
+    format!(
+        "rancher-cert-guard-lease-{}",
+        &target_id[..12.min(target_id.len())]
+    )
+}
+
+/// A lease on a target container: who acts on it, until when. Stored as the labels of a
+/// container that is created and never started (see [`DockerClient::create_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lease {
+    /// The lease container's own id (empty until created).
+    pub lease_id: String,
+    pub target_id: String,
+    pub run_id: String,
+    /// In words, for "busy" messages: `repair (pid 7 on host vm)`, `watch in container 3f2a…`.
+    pub holder: String,
+    /// Unix seconds after which the lease is void whatever else is known.
+    pub expires: i64,
+    /// The daemon the holder talks to (`/info` ID).
+    pub daemon_id: String,
+    /// The holder's container, and when it started (a restart voids the lease).
+    pub holder_container: Option<String>,
+    pub holder_started: Option<String>,
+    pub host: String,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+}
+
+impl Lease {
+    fn vanished(target_id: &str) -> Self {
+        Lease {
+            target_id: target_id.to_string(),
+            holder: "a run whose lease vanished while we looked".into(),
+            expires: i64::MAX,
+            ..Default::default()
+        }
+    }
+
+    pub fn to_labels(&self) -> HashMap<String, String> {
+        let mut l = HashMap::new();
+        let mut put = |k: &str, v: String| {
+            l.insert(format!("{LEASE_LABEL}{k}"), v);
+        };
+        put("", self.target_id.clone());
+        put(".run", self.run_id.clone());
+        put(".holder", self.holder.clone());
+        put(".expires", self.expires.to_string());
+        put(".daemon", self.daemon_id.clone());
+        put(".host", self.host.clone());
+        put(".pid", self.pid.to_string());
+        if let Some(c) = &self.holder_container {
+            put(".holder-container", c.clone());
+        }
+        if let Some(s) = &self.holder_started {
+            put(".holder-started", s.clone());
+        }
+        if let Some(p) = self.pid_start {
+            put(".pid-start", p.to_string());
+        }
+        l.insert(TARGET_LABEL.to_string(), self.target_id.clone());
+        l
+    }
+
+    pub fn from_labels(lease_id: String, l: &HashMap<String, String>) -> Self {
+        let get = |k: &str| l.get(&format!("{LEASE_LABEL}{k}")).cloned();
+        Lease {
+            lease_id,
+            target_id: get("").unwrap_or_default(),
+            run_id: get(".run").unwrap_or_default(),
+            holder: get(".holder").unwrap_or_else(|| "an unknown run".into()),
+            // A lease we cannot read is honoured for a day at most.
+            expires: get(".expires").and_then(|v| v.parse().ok()).unwrap_or(0),
+            daemon_id: get(".daemon").unwrap_or_default(),
+            holder_container: get(".holder-container"),
+            holder_started: get(".holder-started"),
+            host: get(".host").unwrap_or_default(),
+            pid: get(".pid").and_then(|v| v.parse().ok()).unwrap_or(0),
+            pid_start: get(".pid-start").and_then(|v| v.parse().ok()),
+        }
     }
 }

@@ -27,6 +27,13 @@ pub enum Error {
         source: bollard::errors::Error,
     },
 
+    #[error("the Docker daemon did not finish \"{action}\" on \"{container}\" within {secs}s (a stalled daemon or socket proxy?)")]
+    Timeout {
+        action: String,
+        container: String,
+        secs: u64,
+    },
+
     #[error("backup to {path} failed: {detail}; nothing was changed")]
     Backup { path: String, detail: String },
 
@@ -58,6 +65,7 @@ impl Error {
             Error::DockerUnreachable { .. } => "unreachable",
             Error::PermissionDenied { .. } => "permission_denied",
             Error::Docker { .. } => "api_error",
+            Error::Timeout { .. } => "timeout",
             Error::Backup { .. } => "backup_failed",
             Error::Refused(_) => "refused",
             Error::Failed(_) => "failed",
@@ -67,6 +75,9 @@ impl Error {
 
     /// Transient errors are worth retrying with backoff (the daemon went away).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::DockerUnreachable { .. } | Error::Docker { .. })
+        matches!(
+            self,
+            Error::DockerUnreachable { .. } | Error::Docker { .. } | Error::Timeout { .. }
+        )
     }
 }

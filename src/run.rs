@@ -1,14 +1,14 @@
 //! Dispatch of the subcommands and their exit codes.
 
 use crate::check::{check, Target};
-use crate::cli::{CheckArgs, Cli, Command, LadderArgs, Output, RepairArgs, SourceArgs};
+use crate::cli::{CheckArgs, Cli, Command, Output, RepairArgs, SourceArgs};
 use crate::docker::DockerClient;
 use crate::error::Error;
 use crate::inventory::{RenewBefore, Status};
 use crate::repair::{repair_container, repair_dir, RepairOptions};
 use crate::report::CheckReport;
 use crate::timefmt;
-use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Run a command; returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
@@ -66,48 +66,36 @@ async fn run_check(args: CheckArgs) -> u8 {
     report.status.exit_code()
 }
 
-/// The repair settings shared by `repair` and `watch`.
-pub fn repair_options(
-    l: &LadderArgs,
-    renew_before: u32,
-    dry_run: bool,
-    force: bool,
-) -> RepairOptions {
-    RepairOptions {
-        renew_before: RenewBefore::days(renew_before),
-        backup_dir: l.backup_dir.clone(),
-        keep_backups: l.keep_backups,
-        dry_run,
-        force,
-        max_restarts: l.max_restarts,
-        settle: Duration::from_secs(l.settle),
-        timeout: Duration::from_secs(l.timeout),
-        health_url: l.health_url.clone(),
-        stop_timeout: l.stop_timeout,
-        pause_after: std::env::var("CERT_GUARD_TEST_PAUSE_AFTER")
-            .ok()
-            .filter(|s| !s.is_empty()),
-    }
-}
-
 async fn run_repair(args: RepairArgs) -> u8 {
-    let opts = repair_options(
+    let opts = match RepairOptions::from_args(
         &args.ladder,
         args.source.renew_before,
         args.dry_run,
         args.force,
-    );
+        "repair",
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    // SIGINT/SIGTERM: the step in progress is finished or rolled forward and the container
+    // is left running (exit 7); a second signal exits at once.
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(crate::shutdown::on_signals(cancel.clone()));
     let result = async {
         match (&args.source.dir, &args.source.container) {
             (Some(dir), _) => repair_dir(dir, &opts).await,
             (None, Some(name)) => {
                 let docker = DockerClient::connect().await?;
-                repair_container(&docker, name, &args.source.tls_path, &opts).await
+                repair_container(&docker, name, &args.source.tls_path, &opts, &cancel).await
             }
             (None, None) => Err(Error::Invalid("give --dir PATH or --container NAME".into())),
         }
     }
     .await;
+    signals.abort();
     match result {
         Ok(report) => {
             match args.output {

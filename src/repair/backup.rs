@@ -226,13 +226,15 @@ pub fn read_archive(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)
     ))
 }
 
-/// Keep the newest `keep` archives of `target` in `dir`; returns the removed paths.
-pub fn prune(dir: &Path, target: &str, keep: usize) -> Vec<PathBuf> {
+/// Keep the newest `keep` archives of `target` in `dir`, never `just_written`; returns the
+/// removed paths.
+pub fn prune(dir: &Path, target: &str, keep: usize, just_written: &Path) -> Vec<PathBuf> {
     let prefix = format!("{}-", safe_name(target));
     let mut archives: Vec<PathBuf> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
+                .filter(|p| p != just_written)
                 .filter(|p| {
                     p.file_name()
                         .and_then(|n| n.to_str())
@@ -247,7 +249,7 @@ pub fn prune(dir: &Path, target: &str, keep: usize) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     archives.sort();
-    let excess = archives.len().saturating_sub(keep.max(1));
+    let excess = (archives.len() + 1).saturating_sub(keep.max(1));
     let mut removed = Vec::new();
     for p in archives.into_iter().take(excess) {
         if fs::remove_file(&p).is_ok() {
@@ -259,14 +261,74 @@ pub fn prune(dir: &Path, target: &str, keep: usize) -> Vec<PathBuf> {
 
 /// Make sure `dir` accepts a write before anything else happens (cheap early refusal).
 pub fn probe_writable(dir: &Path) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create the backup directory", e))?;
-    let probe = dir.join(".rancher-cert-guard-write-probe");
-    let r = fs::File::create(&probe).and_then(|mut f| {
-        f.write_all(b"probe")?;
-        f.sync_all()
-    });
-    let _ = fs::remove_file(&probe);
-    r.map_err(|e| io_err(dir, "the backup directory is not writable", e))
+    ensure_private_dir(dir)?;
+    let name = format!(".rancher-cert-guard-write-probe.{}", std::process::id());
+    let r = write_private_atomic(dir, &name, b"probe");
+    let _ = fs::remove_file(dir.join(&name));
+    r.map(|_| ())
+        .map_err(|e| io_err(dir, "the backup directory is not writable", e))
+}
+
+/// Create `dir` (0700) if missing; refuse a path that is a symlink or not a directory.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(_) => Err(io_err(
+            dir,
+            "the backup directory is not a directory",
+            std::io::Error::other("a file or a symbolic link stands there"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err(dir, "cannot create the backup directory", e)),
+        Err(e) => Err(io_err(dir, "cannot read the backup directory", e)),
+    }
+}
+
+/// Write `bytes` to `dir/name` atomically and privately: a temporary file created with
+/// O_EXCL|O_NOFOLLOW and mode 0600, fsynced, renamed over `name` (a rename replaces a link
+/// there, never follows it), and the directory fsynced.
+pub fn write_private_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|_| f.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let to = dir.join(name);
+    fs::rename(&tmp, &to).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(to)
+}
+
+/// Read a file this tool wrote, refusing links and anything larger than `max` bytes.
+pub fn read_private(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut buf = Vec::new();
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -319,7 +381,7 @@ mod tests {
         assert_eq!(files["tls/etcd/b.key"], b"B");
         assert_eq!(files["k3s.yaml"], b"apiVersion: v1");
         assert_eq!(m.skipped.len(), 1);
-        assert_eq!(prune(dir.path(), "rancher", 2).len(), 2);
+        assert_eq!(prune(dir.path(), "rancher", 2, &paths[3]).len(), 2);
         assert!(!paths[0].exists() && !paths[1].exists() && paths[2].exists() && paths[3].exists());
     }
 

@@ -3,10 +3,8 @@
 use std::path::Path;
 
 use super::plan::REGENERATE_TRIGGER;
-use super::{
-    backup, decide, protected_intact, protected_snapshot, RepairOptions, RepairReport,
-    RepairResult, Run,
-};
+use super::wipe::{protected_intact, protected_snapshot};
+use super::{backup, decide, Decision, RepairOptions, RepairReport, RepairResult, Run};
 use crate::error::Error;
 use crate::inventory::inventory;
 use crate::report::CheckReport;
@@ -48,9 +46,9 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
             inv.problems.len()
         ),
     );
-    let (mut run, plan, backup_dir) = match decide(run, &inv, &[]) {
-        Ok(go) => go,
-        Err(report) => return Ok(*report),
+    let (plan, backup_dir) = match decide(&mut run, &inv, &[]) {
+        Decision::Act { plan, backup_dir } => (plan, backup_dir),
+        Decision::Done(result, why) => return Ok(run.finish(result, why)),
     };
     let backup_name = dir
         .file_name()
@@ -77,6 +75,7 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
         &backup_dir,
         &format!("dir-{backup_name}"),
         opts.keep_backups,
+        &archive,
     );
 
     let protected_before = protected_snapshot(&tree);

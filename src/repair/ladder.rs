@@ -1,64 +1,187 @@
-//! The container ladder once the backup exists: reset the serving secret, stop, wipe through
-//! a helper container, start, and verify through the known loops.
+//! The container ladder once the backup exists: reset the serving secret, stop, wipe through a
+//! helper container, start, verify through the known loops — and, whatever happened, finish
+//! with the container running. Every mutating step is journaled before it is taken; the
+//! rules of what comes next are [`super::machine`]'s, this file only observes and obeys.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::plan::{plan_wipe, signatures, Signature, WipePlan};
-use super::{
-    backup, ca_fingerprints, file_bytes, journal, kubectl_variants, protected_intact,
-    protected_snapshot, wipe_command, Run, KUBECONFIG_PATH,
-};
-use crate::docker::{parse_rfc3339_nanos, ContainerInfo, DockerClient};
-use crate::inventory::{inventory, Status};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::Engine;
+use super::failure::Failure;
+use super::journal::{self, Journal, Phase};
+use super::machine::{self, Action, Budget, Files, Limits, Observation};
+use super::plan::{plan_wipe, signatures};
+use super::wipe::{self, protected_snapshot};
+use super::{backup, kubectl_variants, RepairOptions, Run, KUBECONFIG_PATH};
+use crate::docker::{parse_rfc3339_nanos, ContainerInfo};
+use crate::error::Error;
+use crate::inventory::{inventory, SERVING_FILE};
 use crate::report::CheckReport;
 use crate::source::Tree;
-use crate::{probe, timefmt};
+use crate::timefmt;
 
-/// The state of one container repair once the backup exists.
-pub(super) struct Ladder<'d> {
-    pub(super) docker: &'d DockerClient,
-    pub(super) info: ContainerInfo,
-    pub(super) tls_path: String,
-    pub(super) backup_dir: PathBuf,
-    pub(super) archive: String,
+/// The state of one container repair once a verified backup exists.
+pub(super) struct Ladder<'a, E: Engine> {
+    pub engine: &'a E,
+    pub opts: &'a RepairOptions,
+    pub cancel: &'a CancellationToken,
+    pub run_id: String,
+    pub info: ContainerInfo,
+    pub tls_path: String,
+    pub backup_dir: PathBuf,
+    /// The archive a person restores from (the latest verified one of this repair).
+    pub archive: String,
     /// CA and service-account files, byte for byte, before anything changed.
-    pub(super) protected: Vec<(String, Vec<u8>)>,
-    pub(super) cas: Vec<(String, String)>,
+    pub protected: Vec<(String, Vec<u8>)>,
+    /// Everything this repair deleted (the regeneration proof checks each came back).
+    pub wiped: Vec<String>,
+    /// The repair gives up when this passes.
+    pub deadline: Instant,
+    /// The last step journaled.
+    pub phase: Option<Phase>,
+    /// A stop was asked for and its outcome is unknown (the call failed or timed out): the
+    /// daemon may still be stopping the container.
+    stop_in_doubt: Option<Instant>,
+    started_at: String,
 }
 
-impl Ladder<'_> {
-    pub(super) fn journal(&self, step: &str, stopped_by_us: bool, delete: &[String]) {
-        let j = journal::Journal {
-            target: self.info.name.clone(),
-            container_id: self.info.id.clone(),
-            tls_path: self.tls_path.clone(),
-            step: step.to_string(),
-            stopped_by_us,
-            backup: self.archive.clone(),
-            delete: delete.to_vec(),
-            started_at: timefmt::rfc3339(timefmt::now()),
-        };
-        if let Err(e) = journal::save(&self.backup_dir, &j) {
-            tracing::warn!(container = %self.info.name, "cannot write the journal: {e}");
+impl<'a, E: Engine> Ladder<'a, E> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: &'a E,
+        opts: &'a RepairOptions,
+        cancel: &'a CancellationToken,
+        run_id: &str,
+        info: ContainerInfo,
+        tls_path: &str,
+        backup_dir: PathBuf,
+        archive: String,
+        before: &Tree,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            engine,
+            opts,
+            cancel,
+            run_id: run_id.to_string(),
+            info,
+            tls_path: tls_path.to_string(),
+            backup_dir,
+            archive,
+            protected: protected_snapshot(before),
+            wiped: vec![],
+            deadline,
+            phase: None,
+            stop_in_doubt: None,
+            started_at: timefmt::rfc3339(engine.now()),
         }
     }
 
-    /// Delete the `k3s-serving` secret through the container's own kubectl, while its API
-    /// answers. Returns whether it is gone.
-    pub(super) async fn delete_serving_secret(&self, run: &mut Run<'_>) -> bool {
-        let info = match self.docker.inspect(&self.info.id).await {
-            Ok(i) => i,
-            Err(_) => return false,
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Record `phase` before taking it. Before the stop a failed write aborts the repair (a
+    /// run that cannot journal must not stop anything); after it, it only warns: going on
+    /// towards a running container is safer than stopping there.
+    pub fn journal(&mut self, phase: Phase, delete: &[String]) -> Result<(), Failure> {
+        let j = Journal {
+            version: journal::VERSION,
+            container_id: self.info.id.clone(),
+            container_name: self.info.name.clone(),
+            image_id: self.info.image_id.clone(),
+            tls_path: self.tls_path.clone(),
+            phase,
+            backup: self.archive.clone(),
+            delete: delete.to_vec(),
+            run_id: self.run_id.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at.clone(),
+            updated_at: timefmt::rfc3339(self.engine.now()),
         };
-        if !info.running || info.restarting {
+        self.phase = Some(phase);
+        match journal::save(&self.backup_dir, &j) {
+            Ok(()) => Ok(()),
+            Err(e) if phase == Phase::Stopping => Err(Failure::Docker {
+                action: "writing the journal".into(),
+                error: format!("{e}; nothing was stopped"),
+            }),
+            Err(e) => {
+                tracing::warn!(container = %self.info.name, "cannot write the journal: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    pub fn check_cancel(&self, phase: Phase) -> Result<(), Failure> {
+        if self.cancel.is_cancelled() {
+            Err(Failure::Interrupted { phase })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleep, cut short by a signal.
+    async fn nap(&self, d: Duration, phase: Phase) -> Result<(), Failure> {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(Failure::Interrupted { phase }),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// Fault injection for the tests (`--fault-pause-after STEP[:SECS]`): pause right after
+    /// `step`, so a test can kill the process there. A signal ends the pause.
+    pub async fn fault(&self, step: &str) {
+        if let Some(f) = &self.opts.fault {
+            if f.step == step {
+                tracing::warn!(step, secs = f.pause.as_secs(), "fault injection: pausing");
+                tokio::select! {
+                    _ = self.cancel.cancelled() => {}
+                    _ = tokio::time::sleep(f.pause) => {}
+                }
+            }
+        }
+    }
+
+    fn docker(action: &str, e: Error) -> Failure {
+        match e {
+            Error::ContainerNotFound { .. } => Failure::ContainerGone,
+            e => Failure::Docker {
+                action: action.to_string(),
+                error: e.to_string(),
+            },
+        }
+    }
+
+    async fn inspect(&self) -> Result<ContainerInfo, Failure> {
+        self.engine
+            .inspect(&self.info.id)
+            .await
+            .map_err(|e| Self::docker("inspect", e))
+    }
+
+    async fn read_tree(&self, action: &str) -> Result<Tree, Failure> {
+        self.engine
+            .read_tree(&self.info.id, &self.tls_path)
+            .await
+            .map_err(|e| Self::docker(action, e))
+    }
+
+    /// Delete the `k3s-serving` secret through the container's own kubectl while its API
+    /// answers. Returns whether it is gone.
+    pub async fn delete_serving_secret(&self, run: &mut Run<'_>) -> bool {
+        let running = matches!(self.inspect().await, Ok(i) if i.running && !i.restarting);
+        if !running {
             run.step("reset-secret", false, "container not running: the k3s-serving secret cannot be deleted now (K3s may restore the old :6443 certificate from it; a later step retries while the API answers)");
             return false;
         }
         let mut last = String::new();
         for cmd in kubectl_variants(&["delete", "secret", "-n", "kube-system", "k3s-serving"]) {
             match self
-                .docker
+                .engine
                 .exec(&self.info.id, &cmd, Duration::from_secs(30))
                 .await
             {
@@ -93,360 +216,362 @@ impl Ladder<'_> {
         false
     }
 
-    /// Secret, stop, (re-backup if the tree moved), wipe, verify the wipe, start.
-    pub(super) async fn wipe_restart(
+    /// Stop the container (journaled first). The stop call's own deadline covers the grace
+    /// period; when it fails anyway, the daemon may still be stopping: `finish` waits that out.
+    pub async fn stop(&mut self, run: &mut Run<'_>, delete: &[String]) -> Result<(), Failure> {
+        self.journal(Phase::Stopping, delete)?;
+        // In doubt from the moment it is asked for: if this call is cut (the repair's deadline)
+        // the daemon may still be stopping the container.
+        self.stop_in_doubt = Some(Instant::now());
+        match self
+            .engine
+            .stop(&self.info.id, self.opts.stop_timeout)
+            .await
+        {
+            Ok(()) => {
+                self.stop_in_doubt = None;
+                run.step("stop", true, format!("stopped {}", self.info.name));
+                Ok(())
+            }
+            Err(e) => {
+                run.step("stop", false, format!("stop failed: {e}"));
+                Err(Self::docker("stop", e))
+            }
+        }
+    }
+
+    /// On the stopped container: re-read (a second backup if the tree moved since `live`),
+    /// wipe through the helper, re-read to check the wipe. Returns the paths deleted.
+    pub async fn wipe(
         &mut self,
         run: &mut Run<'_>,
-        live_tree: &Tree,
-        plan: &WipePlan,
-    ) -> Result<(), String> {
-        if plan.reset_serving {
-            self.delete_serving_secret(run).await;
-        }
-        self.journal("stopping", true, &plan.delete);
-        self.docker
-            .stop(&self.info.id, self.opts_stop(run))
-            .await
-            .map_err(|e| format!("stop failed: {e}"))?;
-        run.step("stop", true, format!("stopped {}", self.info.name));
-        run.pause_point("stop").await;
-
-        // Files may have moved between the live backup and the stop: read again, re-plan,
-        // and back up once more if anything differs.
-        let tree = self
-            .docker
-            .read_tree(&self.info.id, &self.tls_path)
-            .await
-            .map_err(|e| format!("re-reading the stopped container failed: {e}"))?;
-        let inv = inventory(&tree, timefmt::now(), run.opts.renew_before);
-        let plan = plan_wipe(&inv);
-        if &tree != live_tree {
-            let kube = self
-                .docker
-                .read_file(&self.info.id, KUBECONFIG_PATH)
-                .await
-                .unwrap_or(None);
-            let extras = backup::Extras {
-                kubeconfig: kube,
-                serving_secret: None,
-            };
-            match backup::write_verified(
-                &self.backup_dir,
-                &self.info.name,
-                &self.tls_path,
-                &tree,
-                &extras,
-                timefmt::now(),
-            ) {
-                Ok(p) => {
-                    run.step(
-                        "backup",
-                        true,
-                        format!(
-                            "the tree changed while stopping: second archive {} verified",
-                            p.display()
-                        ),
-                    );
-                    self.archive = p.display().to_string();
-                    run.report.backup = Some(self.archive.clone());
-                }
-                Err(e) => return Err(format!("second backup failed, nothing was deleted: {e}")),
+        planned: &[String],
+        live: Option<&Tree>,
+    ) -> Result<Vec<String>, Failure> {
+        self.journal(Phase::Wiping, planned)?;
+        let tree = self.read_tree("re-reading the stopped container").await?;
+        let mut delete = planned.to_vec();
+        if let Some(live) = live {
+            if &tree != live {
+                // Files moved between the live backup and the stop: plan again from what is
+                // there now, and back it up before deleting anything.
+                let inv = inventory(&tree, self.engine.now(), self.opts.renew_before);
+                delete = plan_wipe(&inv).delete;
+                let kube = self
+                    .engine
+                    .read_file(&self.info.id, KUBECONFIG_PATH)
+                    .await
+                    .unwrap_or(None);
+                let extras = backup::Extras {
+                    kubeconfig: kube,
+                    serving_secret: None,
+                };
+                let p = backup::write_verified(
+                    &self.backup_dir,
+                    &self.info.name,
+                    &self.tls_path,
+                    &tree,
+                    &extras,
+                    self.engine.now(),
+                )
+                .map_err(|e| Failure::SecondBackup {
+                    detail: e.to_string(),
+                })?;
+                run.step(
+                    "backup",
+                    true,
+                    format!(
+                        "the tree changed while stopping: second archive {} verified",
+                        p.display()
+                    ),
+                );
+                self.archive = p.display().to_string();
+                run.report.backup = Some(self.archive.clone());
+                self.protected = protected_snapshot(&tree);
+                self.journal(Phase::Wiping, &delete)?;
             }
-            self.protected = protected_snapshot(&tree);
-            self.cas = ca_fingerprints(&inv);
         }
-
-        self.journal("wiping", true, &plan.delete);
+        let left = self
+            .engine
+            .remove_exited_helpers(&self.info.id, &self.run_id)
+            .await;
+        if !left.is_empty() {
+            tracing::info!(container = %self.info.name, helpers = ?left, "removed helpers left by earlier runs");
+        }
         let (code, out) = self
-            .docker
+            .engine
             .run_helper(
                 &self.info,
-                wipe_command(&self.tls_path, &plan.delete),
-                Duration::from_secs(120),
+                &self.run_id,
+                wipe::command(&self.tls_path, &delete),
+                Duration::from_secs(120).min(self.time_left().max(Duration::from_secs(10))),
             )
             .await
-            .map_err(|e| format!("wipe helper failed: {e}"))?;
+            .map_err(|e| Self::docker("the wipe helper", e))?;
         if code != 0 {
-            return Err(format!("wipe helper exited {code}: {}", out.trim()));
+            return Err(Failure::WipeHelper {
+                code,
+                output: out.trim().to_string(),
+            });
         }
-        run.pause_point("wipe").await;
-        let after = self
-            .docker
-            .read_tree(&self.info.id, &self.tls_path)
-            .await
-            .map_err(|e| format!("re-reading after the wipe failed: {e}"))?;
-        let still: Vec<&String> = plan
-            .delete
+        self.fault("wipe").await;
+        let after = self.read_tree("re-reading after the wipe").await?;
+        let still: Vec<String> = delete
             .iter()
-            .filter(|p| file_bytes(&after, p).is_some())
+            .filter(|p| after.get(p).is_some())
+            .cloned()
             .collect();
         if !still.is_empty() {
-            return Err(format!(
-                "the wipe did not reach the TLS directory (still present: {still:?}); is {} on a volume of the container?",
-                self.tls_path
-            ));
+            return Err(Failure::WipeDidNotReach {
+                still,
+                tls_path: self.tls_path.clone(),
+            });
         }
-        if !protected_intact(&self.protected, &protected_snapshot(&after)) {
-            return Err("CA or service-account material changed during the wipe — stop and restore the backup".into());
+        if !wipe::protected_intact(&self.protected, &protected_snapshot(&after)) {
+            return Err(Failure::ProtectedChanged {
+                when: "during the wipe".into(),
+            });
         }
-        run.report.wiped = plan.delete.clone();
-        run.step("wipe", true, format!("deleted {} files through a helper container; CA files and service.key byte-identical", plan.delete.len()));
-
-        self.journal("starting", true, &plan.delete);
-        self.docker
-            .start(&self.info.id)
-            .await
-            .map_err(|e| format!("start failed: {e}"))?;
-        run.report.restarts += 1;
-        self.journal("verifying", false, &plan.delete);
-        run.step("start", true, format!("started {}", self.info.name));
-        Ok(())
-    }
-
-    pub(super) fn opts_stop(&self, run: &Run<'_>) -> i32 {
-        run.opts.stop_timeout.min(i32::MAX as u32) as i32
-    }
-
-    /// Delete the serving pair (secret while the API answers, file through the helper) and
-    /// restart.
-    pub(super) async fn reset_serving_and_restart(
-        &mut self,
-        run: &mut Run<'_>,
-    ) -> Result<(), String> {
-        self.delete_serving_secret(run).await;
-        let delete = vec![crate::inventory::SERVING_FILE.to_string()];
-        self.journal("stopping", true, &delete);
-        self.docker
-            .stop(&self.info.id, self.opts_stop(run))
-            .await
-            .map_err(|e| format!("stop failed: {e}"))?;
-        self.journal("wiping", true, &delete);
-        let (code, out) = self
-            .docker
-            .run_helper(
-                &self.info,
-                wipe_command(&self.tls_path, &delete),
-                Duration::from_secs(120),
-            )
-            .await
-            .map_err(|e| format!("wipe helper failed: {e}"))?;
-        if code != 0 {
-            return Err(format!("wipe helper exited {code}: {}", out.trim()));
+        for d in &delete {
+            if !self.wiped.contains(d) {
+                self.wiped.push(d.clone());
+            }
         }
-        if !run.report.wiped.contains(&delete[0]) {
-            run.report.wiped.push(delete[0].clone());
-        }
-        self.docker
-            .start(&self.info.id)
-            .await
-            .map_err(|e| format!("start failed: {e}"))?;
-        self.journal("verifying", false, &delete);
-        run.report.restarts += 1;
+        run.report.wiped = self.wiped.clone();
         run.step(
-            "reset-serving",
+            "wipe",
             true,
-            "deleted dynamic-cert.json and the k3s-serving secret, restarted",
+            format!(
+                "deleted {} files through a helper container; CA files and service.key byte-identical",
+                delete.len()
+            ),
         );
+        Ok(delete)
+    }
+
+    /// Start (journaled first, and `Verifying` once it is started).
+    pub async fn start(&mut self, run: &mut Run<'_>, step: &str, why: &str) -> Result<(), Failure> {
+        let wiped = self.wiped.clone();
+        self.journal(Phase::Starting, &wiped)?;
+        self.engine
+            .start(&self.info.id)
+            .await
+            .map_err(|e| Self::docker("start", e))?;
+        run.report.restarts += 1;
+        self.journal(Phase::Verifying, &wiped)?;
+        run.step(step, true, why.to_string());
         Ok(())
     }
 
-    pub(super) async fn plain_restart(
-        &mut self,
-        run: &mut Run<'_>,
-        why: &str,
-    ) -> Result<(), String> {
-        self.docker
-            .restart(&self.info.id, self.opts_stop(run))
+    /// A plain restart. Journaled as `Starting`: a run killed mid-restart leaves a journal
+    /// that starts the container.
+    async fn restart(&mut self, run: &mut Run<'_>, why: &str) -> Result<(), Failure> {
+        let wiped = self.wiped.clone();
+        self.journal(Phase::Starting, &wiped)?;
+        self.stop_in_doubt = Some(Instant::now());
+        self.engine
+            .restart(&self.info.id, self.opts.stop_timeout)
             .await
-            .map_err(|e| format!("restart failed: {e}"))?;
+            .map_err(|e| Self::docker("restart", e))?;
+        self.stop_in_doubt = None;
         run.report.restarts += 1;
+        self.journal(Phase::Verifying, &wiped)?;
         run.step("restart", true, why.to_string());
         Ok(())
     }
 
-    pub(super) async fn ensure_started(&self, run: &mut Run<'_>) {
-        if let Ok(i) = self.docker.inspect(&self.info.id).await {
-            if !i.running && !i.restarting {
-                match self.docker.start(&self.info.id).await {
-                    Ok(()) => run.step(
-                        "ensure-started",
-                        true,
-                        "started the container again so it is not left stopped",
-                    ),
-                    Err(e) => run.step(
-                        "ensure-started",
-                        false,
-                        format!("could not start the container: {e}"),
-                    ),
-                }
-            }
-        }
+    /// Delete the serving pair (the secret while the API answers, the file through the
+    /// helper) and restart.
+    async fn reset_serving(&mut self, run: &mut Run<'_>) -> Result<(), Failure> {
+        self.delete_serving_secret(run).await;
+        let delete = vec![SERVING_FILE.to_string()];
+        self.stop(run, &delete).await?;
+        self.wipe(run, &delete, None).await?;
+        self.start(
+            run,
+            "reset-serving",
+            "deleted dynamic-cert.json and the k3s-serving secret, restarted",
+        )
+        .await
     }
 
     /// Wait for a verified healthy container, walking the known loops.
-    pub(super) async fn verify_loop(&mut self, run: &mut Run<'_>) -> Result<CheckReport, String> {
-        let poll = Duration::from_millis(250);
-        let mut extra_restarts = 0u32;
-        let mut ua_attempts = 0u32;
-        let mut serving_resets = 0u32;
+    pub async fn verify(&mut self, run: &mut Run<'_>) -> Result<CheckReport, Failure> {
+        let limits = Limits {
+            max_restarts: self.opts.max_restarts,
+            settle: self.opts.settle,
+            timeout: self.opts.timeout,
+        };
+        let mut budget = Budget::default();
         'attempt: loop {
-            let info = self
-                .docker
-                .inspect(&self.info.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let start_nanos = info
-                .started_at
-                .as_deref()
-                .and_then(parse_rfc3339_nanos)
-                .unwrap_or(0);
-            let start_count = info.restart_count;
+            let first = self.inspect().await?;
+            let nanos = |i: &ContainerInfo| {
+                i.started_at
+                    .as_deref()
+                    .and_then(parse_rfc3339_nanos)
+                    .unwrap_or(0)
+            };
+            let start_nanos = nanos(&first);
+            let start_count = first.restart_count;
             let attempt_started = Instant::now();
-            let mut healthy_since: Option<Instant> = None;
+            let mut files: Option<Files> = None;
             let mut fresh: Option<CheckReport> = None;
+            let mut healthy_since: Option<Instant> = None;
             loop {
-                if run.time_left().is_zero() {
-                    return Err(format!(
-                        "not healthy within --timeout {}s",
-                        run.opts.timeout.as_secs()
-                    ));
-                }
-                let i = self
-                    .docker
-                    .inspect(&self.info.id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let restarted_by_itself = i.restart_count != start_count
-                    || i.started_at
-                        .as_deref()
-                        .and_then(parse_rfc3339_nanos)
-                        .unwrap_or(0)
-                        != start_nanos;
+                self.check_cancel(Phase::Verifying)?;
+                let i = self.inspect().await?;
+                let restarted_by_itself =
+                    i.restart_count != start_count || nanos(&i) != start_nanos;
                 let logs = self
-                    .docker
+                    .engine
                     .logs_since(&self.info.id, start_nanos, 2000)
                     .await
                     .unwrap_or_default();
                 let sigs = signatures(&logs);
-                let crashed =
-                    !i.running || restarted_by_itself || sigs.contains(&Signature::K3sExited);
-                if crashed && !sigs.contains(&Signature::UnknownAuthority) {
-                    let last: Vec<&str> = logs.lines().rev().take(3).collect();
-                    return Err(format!(
-                        "the container exits after the repair ({}); last log lines: {:?}",
-                        if sigs.is_empty() {
-                            "no known signature".to_string()
+                let pong = i.running
+                    && !i.restarting
+                    && self
+                        .engine
+                        .ping(&self.info.id, self.opts.health_url.as_deref())
+                        .await;
+                if !pong {
+                    healthy_since = None;
+                }
+                let o = Observation {
+                    running: i.running,
+                    restarted_by_itself,
+                    signatures: sigs.clone(),
+                    pong,
+                    files: files.clone(),
+                    healthy_for: healthy_since.map(|t| t.elapsed()).unwrap_or_default(),
+                    time_left: self.time_left(),
+                };
+                let action = machine::next(&o, &budget, &limits);
+                match action {
+                    Action::Wait(d) => self.nap(d, Phase::Verifying).await?,
+                    Action::JudgeFiles => {
+                        let tree = self.read_tree("reading the regenerated tree").await?;
+                        let now = self.engine.now();
+                        let inv = inventory(&tree, now, self.opts.renew_before);
+                        let verdict = machine::judge_files(
+                            &self.protected,
+                            &protected_snapshot(&tree),
+                            &self.wiped,
+                            |p| tree.get(p).is_some(),
+                            &inv,
+                        );
+                        if verdict == Files::Fresh {
+                            let source = format!("container:{}:{}", self.info.name, self.tls_path);
+                            fresh =
+                                Some(CheckReport::new(source, now, self.opts.renew_before, &inv));
+                            healthy_since = Some(Instant::now());
+                            run.step("verify", true, format!("pong after {:.1}s; every wiped file is back, fresh, issued by the unchanged CAs; CA fingerprints unchanged", attempt_started.elapsed().as_secs_f64()));
                         } else {
-                            format!("{sigs:?}")
-                        },
-                        last
-                    ));
-                }
-                if sigs.contains(&Signature::UnknownAuthority) {
-                    run.step("verify", false, "x509: certificate signed by unknown authority (stale k3s.yaml or serving certificate)");
-                    if extra_restarts >= run.opts.max_restarts {
-                        return Err(format!("still `signed by unknown authority` after {extra_restarts} extra restarts (--max-restarts)"));
-                    }
-                    let backoff = Duration::from_secs(1 << ua_attempts.min(5));
-                    tokio::time::sleep(backoff.min(run.time_left())).await;
-                    if ua_attempts == 1 {
-                        self.reset_serving_and_restart(run).await?;
-                    } else {
-                        self.plain_restart(run, &format!("unknown-authority loop: restart after {}s backoff (Rancher reads k3s.yaml before K3s rewrites it)", backoff.as_secs())).await?;
-                    }
-                    ua_attempts += 1;
-                    extra_restarts += 1;
-                    continue 'attempt;
-                }
-                if sigs.contains(&Signature::Expired) || sigs.contains(&Signature::WaitingX509) {
-                    run.step(
-                        "verify",
-                        false,
-                        format!("{sigs:?} after the restart: the old :6443 certificate came back"),
-                    );
-                    if extra_restarts >= run.opts.max_restarts || serving_resets >= 2 {
-                        return Err(format!(
-                            "the serving certificate is still rejected ({sigs:?})"
-                        ));
-                    }
-                    self.reset_serving_and_restart(run).await?;
-                    serving_resets += 1;
-                    extra_restarts += 1;
-                    continue 'attempt;
-                }
-                if probe::rancher_ping(self.docker, &self.info.id, run.opts.health_url.as_deref())
-                    .await
-                {
-                    if fresh.is_none() {
-                        let tree = self
-                            .docker
-                            .read_tree(&self.info.id, &self.tls_path)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let now = timefmt::now();
-                        let inv = inventory(&tree, now, run.opts.renew_before);
-                        let cas_now = ca_fingerprints(&inv);
-                        if !protected_intact(&self.protected, &protected_snapshot(&tree))
-                            || !self.cas.iter().all(|c| cas_now.contains(c))
-                        {
-                            return Err("CA certificates or keys changed after the restart".into());
+                            run.step("verify", false, format!("Rancher answers but {verdict:?}"));
                         }
-                        let stale: Vec<String> = inv
-                            .renewable()
-                            .filter(|c| c.index == 0 && c.status != Status::Ok)
-                            .map(|c| format!("{} ({})", c.path, c.status.as_str()))
-                            .collect();
-                        if !stale.is_empty() {
-                            run.step(
-                                "verify",
-                                false,
-                                format!(
-                                    "Rancher answers but certificates are still due: {stale:?}"
-                                ),
-                            );
-                            let only_serving = inv
-                                .renewable()
-                                .filter(|c| c.index == 0 && c.status != Status::Ok)
-                                .all(|c| c.path == crate::inventory::SERVING_FILE);
-                            if only_serving
-                                && extra_restarts < run.opts.max_restarts
-                                && serving_resets < 2
-                            {
-                                self.reset_serving_and_restart(run).await?;
-                                serving_resets += 1;
-                                extra_restarts += 1;
-                                continue 'attempt;
-                            }
-                            return Err(format!("K3s did not regenerate {stale:?}"));
-                        }
-                        let source = format!("container:{}:{}", self.info.name, self.tls_path);
-                        fresh = Some(CheckReport::new(source, now, run.opts.renew_before, &inv));
-                        run.step("verify", true, format!("pong after {:.1}s; leaves and serving certificate fresh; CA fingerprints unchanged", attempt_started.elapsed().as_secs_f64()));
+                        files = Some(verdict);
                     }
-                    let since = *healthy_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= run.opts.settle {
+                    Action::Restart { backoff, ref why } => {
+                        run.step("verify", false, "x509: certificate signed by unknown authority (stale k3s.yaml or serving certificate)");
+                        self.nap(backoff, Phase::Verifying).await?;
+                        budget.spend(&action);
+                        let why = why.clone();
+                        self.restart(run, &why).await?;
+                        continue 'attempt;
+                    }
+                    Action::ResetServing {
+                        backoff, ref why, ..
+                    } => {
+                        run.step("verify", false, why.clone());
+                        self.nap(backoff, Phase::Verifying).await?;
+                        budget.spend(&action);
+                        self.reset_serving(run).await?;
+                        continue 'attempt;
+                    }
+                    Action::Succeed => {
                         run.step(
                             "settle",
                             true,
                             format!(
                                 "running without restart or failure signature for {}s",
-                                run.opts.settle.as_secs()
+                                self.opts.settle.as_secs()
                             ),
                         );
-                        return fresh
-                            .take()
-                            .ok_or_else(|| "internal: verified without a report".to_string());
+                        return fresh.ok_or(Failure::Docker {
+                            action: "verify".into(),
+                            error: "internal: verified without a report".into(),
+                        });
                     }
-                } else {
-                    healthy_since = None;
+                    Action::Fail(Failure::ExitsAfterRepair { signatures, .. }) => {
+                        let last_lines = logs.lines().rev().take(3).map(str::to_string).collect();
+                        return Err(Failure::ExitsAfterRepair {
+                            signatures,
+                            last_lines,
+                        });
+                    }
+                    Action::Fail(f) => return Err(f),
                 }
-                // While settling, wake exactly when the settle window ends, not a poll later.
-                let settle_left = healthy_since
-                    .map(|t| run.opts.settle.saturating_sub(t.elapsed()))
-                    .unwrap_or(poll);
-                let nap = poll.min(settle_left).max(Duration::from_millis(10));
-                tokio::time::sleep(nap.min(run.time_left())).await;
             }
+        }
+    }
+
+    /// Whatever happened: never leave the container stopped. Waits out a stop that may still be
+    /// in flight, starts the container when it is down, and returns whether it was observed
+    /// running (bounded by one stop grace and 15 s). The journal is cleared only then, and
+    /// only when `keep_journal` is false.
+    pub async fn finish(&mut self, run: &mut Run<'_>, keep_journal: bool) -> bool {
+        let grace = Duration::from_secs(u64::from(self.opts.stop_timeout));
+        let limit = Instant::now() + grace + Duration::from_secs(15);
+        let mut started = false;
+        loop {
+            match self.engine.inspect(&self.info.id).await {
+                Err(Error::ContainerNotFound { .. }) => {
+                    run.step("ensure-started", false, "the container is gone");
+                    journal::clear(&self.backup_dir, &self.info.id, &self.info.name);
+                    return false;
+                }
+                Err(e) if Instant::now() >= limit => {
+                    run.step("ensure-started", false, format!("cannot see the container: {e}; the journal stays, the next run (or watch's next look) finishes the job"));
+                    return false;
+                }
+                Err(_) => {}
+                Ok(i) if i.running && !i.restarting => {
+                    let stopping = self
+                        .stop_in_doubt
+                        .is_some_and(|t| t.elapsed() < grace + Duration::from_secs(5));
+                    if !stopping {
+                        if started {
+                            run.step(
+                                "ensure-started",
+                                true,
+                                "started the container again so it is not left stopped",
+                            );
+                        }
+                        if !keep_journal {
+                            journal::clear(&self.backup_dir, &self.info.id, &self.info.name);
+                        }
+                        return true;
+                    }
+                }
+                Ok(i) if i.restarting => {}
+                Ok(_) => {
+                    // exited, created, dead: start it (a stop in flight has ended now).
+                    self.stop_in_doubt = None;
+                    match self.engine.start(&self.info.id).await {
+                        Ok(()) => started = true,
+                        Err(e) if Instant::now() >= limit => {
+                            run.step("ensure-started", false, format!("could not start the container: {e}; the journal stays, the next run finishes the job"));
+                            return false;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            if Instant::now() >= limit {
+                run.step("ensure-started", false, "the container was not seen running in time; the journal stays, the next run finishes the job");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

@@ -63,12 +63,14 @@ pub fn is_protected(path: &str) -> bool {
         || name.contains("-ca.")
         || name == "service.key"
         || name == "service.current.key"
+        || name == "client-kubelet.key"
+        || name == "serving-kubelet.key"
         || name.starts_with("root-ca")
         || name.starts_with("intermediate-ca")
 }
 
 /// Leaf certificate files K3s regenerates when missing (k3s-facts §1.1, §1.2, §3.3).
-fn k3s_regenerates(path: &str) -> bool {
+pub(crate) fn k3s_regenerates(path: &str) -> bool {
     let (dir, name) = match path.rsplit_once('/') {
         Some((d, n)) => (d, n),
         None => ("", path),

@@ -18,6 +18,11 @@ pub enum RepairResult {
     Refused,
     /// `--dry-run`: the plan only.
     DryRun,
+    /// Another run acts on the container; nothing was changed.
+    Busy,
+    /// SIGINT/SIGTERM: the step in progress was finished or rolled forward, the container
+    /// left running; the journal lets the next run verify.
+    Interrupted,
 }
 
 impl RepairResult {
@@ -28,6 +33,8 @@ impl RepairResult {
             RepairResult::Failed => "failed",
             RepairResult::Refused => "refused",
             RepairResult::DryRun => "dry_run",
+            RepairResult::Busy => "busy",
+            RepairResult::Interrupted => "interrupted",
         }
     }
 }
@@ -36,6 +43,10 @@ impl RepairResult {
 pub const EXIT_REFUSED: u8 = 4;
 /// Exit code of a failed repair.
 pub const EXIT_FAILED: u8 = 5;
+/// Exit code when another run acts on the container.
+pub const EXIT_BUSY: u8 = 6;
+/// Exit code of a repair interrupted by a signal (the container was left running).
+pub const EXIT_INTERRUPTED: u8 = 7;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -59,6 +70,8 @@ pub struct RepairReport {
     pub after: Option<CheckReport>,
     pub steps: Vec<Step>,
     pub diagnosis: Option<String>,
+    /// Why it stopped short, as a stable label (`timeout`, `not_regenerated`, …).
+    pub failure: Option<&'static str>,
 }
 
 impl RepairReport {
@@ -75,6 +88,7 @@ impl RepairReport {
             after: None,
             steps: vec![],
             diagnosis: None,
+            failure: None,
         }
     }
 
@@ -97,6 +111,8 @@ impl RepairReport {
             }
             RepairResult::Refused => EXIT_REFUSED,
             RepairResult::Failed => EXIT_FAILED,
+            RepairResult::Busy => EXIT_BUSY,
+            RepairResult::Interrupted => EXIT_INTERRUPTED,
         }
     }
 

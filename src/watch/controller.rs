@@ -17,7 +17,7 @@ use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::gate::RepairGate;
+use super::gate::{GateStore, RepairGate};
 use super::schedule::{decide, Decision, Findings, Gate, Policy};
 use super::state::{NextAction, RepairSummary, Shared, TargetStatus};
 use super::targets::{Selector, Trigger};
@@ -51,11 +51,13 @@ pub trait Runner: Send + Sync + 'static {
     fn discover(&self, sel: &Selector) -> impl Future<Output = Result<Vec<Found>, Error>> + Send;
     /// Read and judge a container (no change).
     fn check(&self, name: &str) -> impl Future<Output = Result<Observation, Error>> + Send;
-    /// The repair ladder.
+    /// The repair ladder. `cancel`: the shutdown; the ladder finishes or rolls forward its
+    /// step and leaves the container running.
     fn repair(
         &self,
         name: &str,
         force: bool,
+        cancel: CancellationToken,
     ) -> impl Future<Output = Result<RepairReport, Error>> + Send;
     /// Start the container if it is stopped (after an interrupted repair).
     fn ensure_started(&self, name: &str) -> impl Future<Output = Result<(), Error>> + Send;
@@ -80,8 +82,11 @@ pub struct Config {
     pub first_scan_fallback: Duration,
     pub check_timeout: Duration,
     pub repair_timeout: Duration,
-    /// On shutdown, how long an in-flight repair may still run before it is cut.
+    /// On shutdown, how long an in-flight repair may still run (finishing or rolling forward
+    /// its step, starting the container) before it is cut: at least the stop grace.
     pub shutdown_grace: Duration,
+    /// Where the cooldown and breaker of every target survive a restart (beside the backups).
+    pub gate_store: Option<GateStore>,
 }
 
 impl Config {
@@ -99,6 +104,7 @@ impl Config {
             check_timeout: Duration::from_secs(60),
             repair_timeout: Duration::from_secs(1020),
             shutdown_grace: Duration::from_secs(6),
+            gate_store: None,
         }
     }
 }
@@ -231,6 +237,11 @@ pub struct Controller<R: Runner> {
     discovery_failures: u32,
     /// The first scan: discovery done and every target then known looked at.
     first_scan_pending: Option<Vec<String>>,
+    /// Cancelled at shutdown: repairs in flight finish or roll forward their step and leave
+    /// their container running.
+    stop_repairs: CancellationToken,
+    /// The gates recorded by an earlier run of the sidecar, taken back as targets appear.
+    saved_gates: BTreeMap<String, super::gate::GateRecord>,
 }
 
 impl<R: Runner> Controller<R> {
@@ -242,6 +253,11 @@ impl<R: Runner> Controller<R> {
         clock: Clock,
     ) -> Self {
         let next_discovery = Instant::now() + cfg.first_scan_fallback;
+        let saved_gates = cfg
+            .gate_store
+            .as_ref()
+            .map(GateStore::load)
+            .unwrap_or_default();
         Self {
             cfg,
             runner,
@@ -255,6 +271,8 @@ impl<R: Runner> Controller<R> {
             next_discovery,
             discovery_failures: 0,
             first_scan_pending: None,
+            stop_repairs: CancellationToken::new(),
+            saved_gates,
         }
     }
 
@@ -369,12 +387,14 @@ impl<R: Runner> Controller<R> {
         t.next_check = None;
         t.recheck = false;
         t.gate.record_start(Instant::now());
+        self.persist_gate(name);
         let runner = self.runner.clone();
         let n = name.to_string();
         let limit = self.cfg.repair_timeout;
         let started_at = self.clock.now();
+        let cancel = self.stop_repairs.clone();
         let h = self.jobs.spawn(async move {
-            let result = match timeout(limit, runner.repair(&n, force)).await {
+            let result = match timeout(limit, runner.repair(&n, force, cancel)).await {
                 Ok(r) => r,
                 Err(_) => {
                     // The ladder overran its own --timeout by far: cut it, and make sure the
@@ -400,12 +420,29 @@ impl<R: Runner> Controller<R> {
         self.track(h, name, JobKind::Repair);
     }
 
+    /// Record a target's gate beside the backups, so a restarted sidecar keeps it.
+    fn persist_gate(&self, name: &str) {
+        if let (Some(store), Some(t)) = (&self.cfg.gate_store, self.targets.get(name)) {
+            store.save(name, &t.gate.to_record(Instant::now(), self.clock.now()));
+        }
+    }
+
     fn ensure_target(&mut self, name: &str, pinned: bool) -> &mut Target {
         if !self.targets.contains_key(name) {
             tracing::info!(container = %name, "new target");
             self.metrics.init_target(name);
-            self.targets
-                .insert(name.to_string(), Target::new(name, pinned, &self.cfg));
+            let mut t = Target::new(name, pinned, &self.cfg);
+            if let Some(r) = self.saved_gates.remove(name) {
+                t.gate = RepairGate::from_record(
+                    self.cfg.cooldown,
+                    self.cfg.max_repairs_per_day,
+                    &r,
+                    Instant::now(),
+                    self.clock.now(),
+                );
+                tracing::info!(container = %name, repairs_last_24h = r.starts.len(), "repair gate taken back from the last run");
+            }
+            self.targets.insert(name.to_string(), t);
         }
         let t = self.targets.get_mut(name).expect("just inserted");
         t.pinned |= pinned;
@@ -790,6 +827,7 @@ impl<R: Runner> Controller<R> {
         t.gate.record_end(now_i);
         t.status.last_repair = Some(summary);
         t.look_at(now_i + Duration::from_secs(1), "after the repair");
+        self.persist_gate(name);
     }
 
     /// Publish every target's view (with its next action) for `/status` and `/metrics`.
@@ -804,6 +842,11 @@ impl<R: Runner> Controller<R> {
                 _ => None,
             };
             t.status.repairs_last_24h = t.gate.recent(now_i);
+            t.status.cooldown_until = t
+                .gate
+                .cooldown_until(now_i)
+                .map(|c| now + c.saturating_duration_since(now_i).as_secs() as i64);
+            t.status.breaker_open = matches!(t.gate.verdict(now_i), Gate::Tripped { .. });
             t.status.next_action = t.next_check.map(|n| NextAction {
                 at: now + n.saturating_duration_since(now_i).as_secs_f64().round() as i64,
                 action: "check",
@@ -815,9 +858,11 @@ impl<R: Runner> Controller<R> {
     }
 
     /// Shutdown at a safe point: looks are dropped at once (they change nothing); a repair in
-    /// flight gets `shutdown_grace` to finish, then is cut and its container started if the
+    /// flight is told to stop (it finishes or rolls forward its step and starts its container)
+    /// and gets `shutdown_grace` for that, then is cut and its container started if the
     /// ladder had stopped it. The repair journal lets the next run finish what was cut.
     async fn drain(&mut self) {
+        self.stop_repairs.cancel();
         for (name, kind, h) in self.running.values() {
             if *kind != JobKind::Repair {
                 tracing::debug!(container = %name, ?kind, "shutdown: dropping");
@@ -859,7 +904,7 @@ impl<R: Runner> Controller<R> {
         self.jobs.abort_all();
         for name in cut {
             tracing::error!(container = %name, "shutdown: the repair did not finish within the grace period and was cut; the next run resumes it from its journal");
-            match timeout(Duration::from_secs(2), self.runner.ensure_started(&name)).await {
+            match timeout(self.cfg.shutdown_grace, self.runner.ensure_started(&name)).await {
                 Ok(Ok(())) => tracing::info!(container = %name, "the container is running"),
                 Ok(Err(e)) => {
                     tracing::error!(container = %name, error = %e, "could not make sure the container runs")

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::controller::{
     ApiCommand, ApiReply, Clock, Config, Controller, Found, Observation, Runner,
 };
-use super::schedule::{Findings, Policy};
+use super::schedule::{Findings, Pending, Policy};
 use super::state::{Shared, StatusDoc};
 use super::targets::{Selector, Trigger};
 use crate::error::Error;
@@ -34,6 +34,9 @@ enum RepairBehaviour {
     Fail,
     /// Never returns.
     Hang,
+    /// Stops the container, then waits; told to stop (shutdown), it rolls forward like the
+    /// ladder: starts the container and returns `interrupted` after 3 s.
+    RollForward,
 }
 
 #[derive(Debug)]
@@ -42,6 +45,8 @@ struct World {
     expiry: HashMap<String, i64>,
     running: HashMap<String, bool>,
     behaviour: RepairBehaviour,
+    /// What an earlier run left, per container (cleared by a repair).
+    pending: HashMap<String, Pending>,
     /// (seconds since start, what).
     calls: Vec<(u64, String)>,
 }
@@ -67,6 +72,7 @@ impl Fake {
                     .map(|(n, _)| (n.to_string(), true))
                     .collect(),
                 behaviour,
+                pending: HashMap::new(),
                 calls: vec![],
             }),
         })
@@ -124,7 +130,8 @@ impl Runner for Fake {
             urgent: now >= expiry,
             earliest_expiry: Some(expiry),
             renew_at: (!due).then_some(expiry - RENEW_BEFORE),
-            stopped: None,
+            stopped: (!w.running.get(name).copied().unwrap_or(true)).then(|| "exited".to_string()),
+            pending: w.pending.get(name).cloned(),
         };
         Ok(Observation {
             id: format!("id-{name}"),
@@ -140,10 +147,35 @@ impl Runner for Fake {
         })
     }
 
-    async fn repair(&self, name: &str, _force: bool) -> Result<RepairReport, Error> {
+    async fn repair(
+        &self,
+        name: &str,
+        _force: bool,
+        cancel: CancellationToken,
+    ) -> Result<RepairReport, Error> {
         self.log(format!("repair {name}"));
         let behaviour = self.world.lock().unwrap().behaviour;
+        if matches!(
+            self.world.lock().unwrap().pending.remove(name),
+            Some(Pending::Finish(_))
+        ) {
+            // Finishing an interrupted repair: start, verify.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            self.world.lock().unwrap().running.insert(name.into(), true);
+            return Ok(report(name, RepairResult::Repaired));
+        }
         match behaviour {
+            RepairBehaviour::RollForward => {
+                self.world
+                    .lock()
+                    .unwrap()
+                    .running
+                    .insert(name.into(), false);
+                cancel.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                self.world.lock().unwrap().running.insert(name.into(), true);
+                Ok(report(name, RepairResult::Interrupted))
+            }
             RepairBehaviour::Hang => {
                 self.world
                     .lock()
@@ -190,6 +222,7 @@ fn report(name: &str, result: RepairResult) -> RepairReport {
         after: None,
         steps: vec![],
         diagnosis: None,
+        failure: None,
     }
 }
 
@@ -540,4 +573,107 @@ async fn a_removed_container_is_dropped() {
     assert!(!h.shared.snapshot().targets.contains_key("rancher"));
     h.shutdown.cancel();
     h.task.await.unwrap();
+}
+
+/// A sidecar killed mid-repair left a journal and a stopped container: the first look of the
+/// next sidecar finishes it — whatever the maintenance window, the cooldown or the breaker say.
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_repair_is_finished_at_the_first_look_whatever_the_window() {
+    let clock = Clock::fake(T0);
+    let fake = Fake::new(
+        clock,
+        &[("rancher", T0 + 300 * DAY)],
+        RepairBehaviour::Renew,
+    );
+    {
+        let mut w = fake.world.lock().unwrap();
+        w.running.insert("rancher".into(), false);
+        w.pending.insert(
+            "rancher".into(),
+            Pending::Finish("a repair was interrupted at step `wiping`: finishing it".into()),
+        );
+    }
+    let h = start(fake.clone(), clock, |c| {
+        c.policy.window = Some("Sun 02:00-04:00".parse().unwrap());
+        c.max_repairs_per_day = 1;
+    });
+    h.triggers.send(Trigger::Resync).await.unwrap();
+    run_for(25).await;
+    assert_eq!(
+        fake.calls("repair"),
+        vec![0],
+        "finished at once, outside the window"
+    );
+    assert!(fake.world.lock().unwrap().running["rancher"]);
+    let doc = h.shared.snapshot();
+    assert_eq!(
+        doc.targets["rancher"].last_repair.as_ref().unwrap().result,
+        "repaired"
+    );
+    h.shutdown.cancel();
+    h.task.await.unwrap();
+}
+
+/// Another run (a one-shot `repair`) acts on the container: the sidecar does not, and looks
+/// again later.
+#[tokio::test(start_paused = true)]
+async fn a_container_another_run_acts_on_is_left_to_it() {
+    let clock = Clock::fake(T0);
+    let fake = Fake::new(clock, &[("rancher", T0 - DAY)], RepairBehaviour::Renew);
+    fake.world.lock().unwrap().pending.insert(
+        "rancher".into(),
+        Pending::Busy("another run acts on rancher: repair (pid 7 on host vm)".into()),
+    );
+    let h = start(fake.clone(), clock, |_| {});
+    h.triggers.send(Trigger::Resync).await.unwrap();
+    run_for(2).await;
+    assert!(fake.calls("repair").is_empty());
+    let doc = h.shared.snapshot();
+    assert!(
+        doc.targets["rancher"]
+            .decision
+            .as_deref()
+            .unwrap()
+            .contains("another run acts on rancher"),
+        "{:?}",
+        doc.targets["rancher"].decision
+    );
+    fake.world.lock().unwrap().pending.clear();
+    run_for(30).await;
+    assert_eq!(fake.calls("check"), vec![0, 30], "looked again after 30 s");
+    assert_eq!(fake.calls("repair"), vec![30]);
+    h.shutdown.cancel();
+    h.task.await.unwrap();
+}
+
+/// SIGTERM during a repair: the ladder is told to stop, rolls forward (starts the container)
+/// within the grace, and nothing needs cutting.
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_a_repair_roll_forward_and_start_its_container() {
+    let clock = Clock::fake(T0);
+    let fake = Fake::new(
+        clock,
+        &[("rancher", T0 - DAY)],
+        RepairBehaviour::RollForward,
+    );
+    let h = start(fake.clone(), clock, |c| {
+        c.shutdown_grace = Duration::from_secs(45)
+    });
+    h.triggers.send(Trigger::Resync).await.unwrap();
+    run_for(5).await;
+    assert_eq!(fake.calls("repair"), vec![0]);
+    assert!(!fake.world.lock().unwrap().running["rancher"]);
+    let t = Instant::now();
+    h.shutdown.cancel();
+    h.task.await.unwrap();
+    let took = Instant::now() - t;
+    assert!(
+        took < Duration::from_secs(5),
+        "rolled forward, not cut: {took:?}"
+    );
+    assert!(fake.calls("ensure_started").is_empty());
+    assert!(
+        fake.world.lock().unwrap().running["rancher"],
+        "never left stopped"
+    );
 }

@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::repair::RepairOptions;
 use controller::{Clock, Config, Controller};
 use events::{Backoff, RawEvent, StreamHealth};
+use gate::GateStore;
 use runner::DockerRunner;
 use schedule::{Policy, Window};
 use state::{Shared, StatusDoc};
@@ -93,6 +94,12 @@ impl WatchConfig {
         loop_cfg.cooldown = Duration::from_secs(a.cooldown);
         loop_cfg.max_repairs_per_day = a.max_repairs_per_day;
         loop_cfg.repair_timeout = Duration::from_secs(a.ladder.timeout + 120);
+        let repair = RepairOptions::from_args(&a.ladder, a.renew_before, false, false, "watch")?;
+        // A repair told to stop may be inside a `docker stop` waiting out its grace period.
+        loop_cfg.shutdown_grace = Duration::from_secs(u64::from(a.ladder.stop_timeout) + 15);
+        if !a.monitor_only {
+            loop_cfg.gate_store = a.ladder.backup_dir.as_deref().map(GateStore::new);
+        }
         Ok(Self {
             loop_cfg,
             listen: a.listen.clone(),
@@ -100,7 +107,7 @@ impl WatchConfig {
             token,
             tls_path: a.tls_path.clone(),
             renew_before: RenewBefore::days(a.renew_before),
-            repair: crate::run::repair_options(&a.ladder, a.renew_before, false, false),
+            repair,
         })
     }
 }
@@ -108,31 +115,8 @@ impl WatchConfig {
 /// `rancher-cert-guard watch`: runs until SIGTERM or SIGINT (a second one exits at once).
 pub async fn run_watch(args: WatchArgs) -> u8 {
     let shutdown = CancellationToken::new();
-    tokio::spawn(on_signals(shutdown.clone()));
+    tokio::spawn(crate::shutdown::on_signals(shutdown.clone()));
     watch(args, shutdown).await
-}
-
-async fn on_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install the signal handlers");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!("{name}: stopping at a safe point (a second signal exits at once)");
-    shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::warn!("second signal: exiting now");
-    std::process::exit(130);
 }
 
 struct Health {
@@ -293,6 +277,7 @@ async fn run_loop(
         tls_path: cfg.tls_path.clone(),
         renew_before: cfg.renew_before,
         opts: cfg.repair.clone(),
+        me: crate::process::me(),
     });
     Controller::new(loop_cfg, runner, shared, metrics, Clock::System)
         .run(trig_rx, cmd_rx, shutdown)

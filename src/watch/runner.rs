@@ -5,13 +5,15 @@
 use crate::docker::{parse_rfc3339_nanos, ContainerInfo, DockerClient};
 use crate::error::Error;
 use crate::inventory::{inventory, Inventory, RenewBefore, Status};
+use crate::process::Me;
 use crate::repair::plan::{reasons_to_act, signatures, Signature};
-use crate::repair::{repair_container, RepairOptions, RepairReport};
+use crate::repair::{pending, repair_container, Pending, RepairOptions, RepairReport};
 use crate::report::CheckReport;
 use crate::timefmt;
+use tokio_util::sync::CancellationToken;
 
 use super::controller::{Found, Observation, Runner};
-use super::schedule::Findings;
+use super::schedule::{self, Findings};
 use super::targets::Selector;
 
 pub struct DockerRunner {
@@ -20,6 +22,8 @@ pub struct DockerRunner {
     pub renew_before: RenewBefore,
     /// The ladder's settings (`dry_run` off: `--monitor-only` never reaches `repair`).
     pub opts: RepairOptions,
+    /// This process, to tell a lease of ours from another run's.
+    pub me: Me,
 }
 
 /// What a look found, from the same inputs `repair` decides on.
@@ -30,6 +34,7 @@ pub fn observe(
     now: i64,
     renew_before: RenewBefore,
     tls_path: &str,
+    pending: Option<&Pending>,
 ) -> Observation {
     let deciding: Vec<_> = inv.renewable().filter(|c| c.index == 0).collect();
     let urgent = !sigs.is_empty()
@@ -47,6 +52,11 @@ pub fn observe(
             .min(),
         stopped: (!info.running && !info.restarting && sigs.is_empty())
             .then(|| info.status.clone()),
+        pending: pending.map(|p| match p {
+            Pending::Journal(_) | Pending::Abandoned(_) => schedule::Pending::Finish(p.describe()),
+            Pending::Busy(_) => schedule::Pending::Busy(p.describe()),
+            Pending::Refused(_) => schedule::Pending::Refused(p.describe()),
+        }),
     };
     Observation {
         id: info.id.clone(),
@@ -104,6 +114,14 @@ impl Runner for DockerRunner {
                 String::new()
             }
         };
+        let pending = pending(
+            &self.docker,
+            self.opts.backup_dir.as_deref(),
+            &info,
+            &self.tls_path,
+            &self.me,
+        )
+        .await;
         Ok(observe(
             &info,
             &inv,
@@ -111,22 +129,37 @@ impl Runner for DockerRunner {
             now,
             self.renew_before,
             &self.tls_path,
+            pending.as_ref(),
         ))
     }
 
-    async fn repair(&self, name: &str, force: bool) -> Result<RepairReport, Error> {
+    async fn repair(
+        &self,
+        name: &str,
+        force: bool,
+        cancel: CancellationToken,
+    ) -> Result<RepairReport, Error> {
         let mut opts = self.opts.clone();
         opts.force = force;
         opts.dry_run = false;
-        repair_container(&self.docker, name, &self.tls_path, &opts).await
+        repair_container(&self.docker, name, &self.tls_path, &opts, &cancel).await
     }
 
+    /// The last resort after a repair was cut: wait out a stop that may still be in flight
+    /// (up to one stop grace), then start the container if it is down.
     async fn ensure_started(&self, name: &str) -> Result<(), Error> {
-        let info = self.docker.inspect(name).await?;
-        if !info.running && !info.restarting {
-            tracing::warn!(container = %name, "starting the container an interrupted repair left stopped");
-            self.docker.start(&info.id).await?;
+        let grace = std::time::Duration::from_secs(u64::from(self.opts.stop_timeout) + 5);
+        let limit = tokio::time::Instant::now() + grace;
+        loop {
+            let info = self.docker.inspect(name).await?;
+            if !info.running && !info.restarting {
+                tracing::warn!(container = %name, "starting the container a cut repair left stopped");
+                return self.docker.start(&info.id).await;
+            }
+            if tokio::time::Instant::now() >= limit {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Ok(())
     }
 }

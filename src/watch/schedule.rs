@@ -200,7 +200,24 @@ pub struct Findings {
     /// The container is stopped (exited, created, paused, dead) with no certificate failure in
     /// its logs: someone stopped it on purpose; `watch` does not start it.
     pub stopped: Option<String>,
+    /// An interrupted repair left work, or another run acts on the container.
+    pub pending: Option<Pending>,
 }
+
+/// What an earlier run left, as far as deciding goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A repair was interrupted (its journal, or the lease of a run that died): finish it now,
+    /// whatever the window, cooldown or breaker say — the container may be stopped.
+    Finish(String),
+    /// Another run acts on the container right now: look again later.
+    Busy(String),
+    /// A journal that is not acted upon: a person must look.
+    Refused(String),
+}
+
+/// How soon to look again at a container another run acts on.
+pub const BUSY_RECHECK: Duration = Duration::from_secs(30);
 
 /// The settings that shape the decision.
 #[derive(Debug, Clone, Default)]
@@ -246,6 +263,24 @@ pub fn summarize(reasons: &[String]) -> String {
 
 /// Decide what to do about a target at wall-clock `now`.
 pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
+    match &f.pending {
+        Some(Pending::Finish(why)) if policy.monitor_only => {
+            return Decision::Report {
+                why: format!(
+                    "{why}; --monitor-only: nothing is changed (run `repair` to finish it)"
+                ),
+            }
+        }
+        Some(Pending::Finish(why)) => return Decision::Repair { why: why.clone() },
+        Some(Pending::Busy(who)) => {
+            return Decision::Wait {
+                after: BUSY_RECHECK,
+                why: format!("{who}; looking again in {}", human(BUSY_RECHECK)),
+            }
+        }
+        Some(Pending::Refused(why)) => return Decision::Report { why: why.clone() },
+        None => {}
+    }
     if f.reasons.is_empty() {
         return Decision::Healthy {
             renew_in: f.renew_at.map(|t| secs_until(now, t)),
@@ -405,6 +440,7 @@ mod tests {
             earliest_expiry: Some(expiry),
             renew_at: Some(expiry - 90 * DAY),
             stopped: None,
+            pending: None,
         }
     }
 

@@ -83,6 +83,11 @@ pub struct TargetStatus {
     pub next_action: Option<NextAction>,
     pub last_repair: Option<RepairSummary>,
     pub repairs_last_24h: u32,
+    /// The cooldown after the last repair ends then (null: not cooling down).
+    #[serde(with = "opt_rfc3339")]
+    pub cooldown_until: Option<i64>,
+    /// The circuit breaker is open: `--max-repairs-per-day` repairs in the last 24 h.
+    pub breaker_open: bool,
     /// The last inventory, in the shape of `check -o json`.
     pub inventory: Option<CheckReport>,
 }

@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 
 use crate::docker::HELPER_LABEL;
+pub use crate::process::{
+    id_from_cgroup, id_from_hostname, id_from_mountinfo, own_container, OwnId,
+};
 
 /// The parsed `--container` / `--label` selection.
 #[derive(Debug, Clone, Default)]
@@ -15,24 +18,6 @@ pub struct Selector {
     pub labels: Vec<(String, Option<String>)>,
     /// This process's own container, never a target.
     pub own: Option<OwnId>,
-}
-
-/// How this process knows its own container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnId {
-    /// The full 64-hex id (from /proc/self/mountinfo or cgroup).
-    Full(String),
-    /// The hostname, when it looks like Docker's default (the first 12 hex digits of the id).
-    Prefix(String),
-}
-
-impl OwnId {
-    pub fn is(&self, id: &str) -> bool {
-        match self {
-            OwnId::Full(own) => own == id,
-            OwnId::Prefix(p) => id.starts_with(p.as_str()),
-        }
-    }
 }
 
 impl Selector {
@@ -152,51 +137,6 @@ pub fn is_rancher_image(image: &str) -> bool {
         _ => no_digest,
     };
     repo == "rancher/rancher" || repo.ends_with("/rancher/rancher")
-}
-
-fn hex_run_after<'a>(s: &'a str, marker: &str) -> Option<&'a str> {
-    let mut rest = s;
-    while let Some(i) = rest.find(marker) {
-        let tail = &rest[i + marker.len()..];
-        if tail.len() >= 64 && tail.as_bytes()[..64].iter().all(u8::is_ascii_hexdigit) {
-            let after = tail.as_bytes().get(64);
-            if after.is_none_or(|c| !c.is_ascii_hexdigit()) {
-                return Some(&tail[..64]);
-            }
-        }
-        rest = tail;
-    }
-    None
-}
-
-/// The container id in `/proc/self/mountinfo` (Docker bind-mounts
-/// `/var/lib/docker/containers/<id>/hostname` and friends into every container).
-pub fn id_from_mountinfo(mountinfo: &str) -> Option<String> {
-    hex_run_after(mountinfo, "/containers/").map(str::to_string)
-}
-
-/// The container id in `/proc/self/cgroup` (cgroup v1 `…/docker/<id>`, systemd
-/// `docker-<id>.scope`).
-pub fn id_from_cgroup(cgroup: &str) -> Option<String> {
-    hex_run_after(cgroup, "/docker/")
-        .or_else(|| hex_run_after(cgroup, "docker-"))
-        .map(str::to_string)
-}
-
-/// The hostname when it looks like a Docker container id prefix (12+ hex digits).
-pub fn id_from_hostname(hostname: &str) -> Option<String> {
-    let h = hostname.trim();
-    (h.len() >= 12 && h.len() <= 64 && h.bytes().all(|c| c.is_ascii_hexdigit()))
-        .then(|| h.to_ascii_lowercase())
-}
-
-/// This process's own container, if it runs in one.
-pub fn own_container() -> Option<OwnId> {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    id_from_mountinfo(&read("/proc/self/mountinfo"))
-        .or_else(|| id_from_cgroup(&read("/proc/self/cgroup")))
-        .map(OwnId::Full)
-        .or_else(|| id_from_hostname(&read("/etc/hostname")).map(OwnId::Prefix))
 }
 
 /// What a Docker event means for the loop.

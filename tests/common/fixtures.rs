@@ -337,23 +337,37 @@ fn write(dir: &Path, rel: &str, data: impl AsRef<[u8]>) {
     std::fs::write(p, data).unwrap();
 }
 
+/// The five K3s CAs of a tree, by file stem (`client-ca`, `etcd/peer-ca`, …).
+pub type Cas = std::collections::HashMap<&'static str, Ca>;
+
+/// Mint the K3s CAs created at `ca_created`.
+pub fn k3s_cas(ca_created: i64) -> Cas {
+    CAS.iter()
+        .map(|(file, prefix)| (*file, ca(&format!("{prefix}@{ca_created}"), ca_created)))
+        .collect()
+}
+
 /// Write a complete K3s server TLS tree into `dir`.
 pub fn write_k3s_tree(dir: &Path, spec: &TreeSpec) -> Expected {
+    write_k3s_tree_with(dir, spec, &k3s_cas(spec.ca_created))
+}
+
+/// Write a complete K3s server TLS tree into `dir`, with the given CAs (two trees written with
+/// the same CAs are the same cluster before and after K3s renewed its leaves).
+pub fn write_k3s_tree_with(dir: &Path, spec: &TreeSpec, cas: &Cas) -> Expected {
     let mut exp = Expected {
         certs: vec![],
         ca_files: vec![],
         leaf_files: vec![],
         key_files: vec![],
     };
-    let mut cas = std::collections::HashMap::new();
-    for (file, prefix) in CAS {
-        let c = ca(&format!("{prefix}@{}", spec.ca_created), spec.ca_created);
+    for (file, _) in CAS {
+        let c = &cas[file];
         write(dir, &format!("{file}.crt"), &c.pem);
         write(dir, &format!("{file}.key"), c.key.serialize_pem());
         exp.certs.push((format!("{file}.crt"), 0, c.not_after));
         exp.ca_files.push(format!("{file}.crt"));
         exp.key_files.push(format!("{file}.key"));
-        cas.insert(*file, c);
     }
     for (file, ca_name, cn, o, server) in LEAVES {
         let c = &cas[ca_name];

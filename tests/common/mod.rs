@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
