@@ -256,10 +256,13 @@ fn classify_clean(t: &str) -> LineClass {
     let (before, error) = t.split_at(at);
     let failure = failure_kind(error);
 
-    if t.contains("rancher-webhook.cattle-system")
-        || t.contains("\"rancher.cattle.io")
-        || t.contains("rancherauth.cattle.io")
-        || t.contains("open rancher.cattle.io")
+    // The webhook is named before its error (`failed calling webhook "rancher.cattle.io":
+    // Post "https://rancher-webhook…": x509: …`); named after an error about something else,
+    // it is not what failed (rancher/rancher#43179).
+    if before.contains("rancher-webhook.cattle-system")
+        || before.contains("\"rancher.cattle.io")
+        || before.contains("rancherauth.cattle.io")
+        || before.contains("open rancher.cattle.io")
     {
         return LineClass::RancherOwn(RancherCert::Webhook);
     }
