@@ -274,12 +274,7 @@ fn classify_clean(t: &str) -> LineClass {
     }
     let ep = last_endpoint(before);
     if let Some(ep) = &ep {
-        if ep.loopback()
-            && ep.port.is_some_and(|p| K3S_PORTS.contains(&p))
-            && (ep.path.is_empty()
-                || ep.path == "/"
-                || K3S_PATHS.iter().any(|p| ep.path.starts_with(p)))
-        {
+        if ep.loopback() && ep.port.is_some_and(|p| K3S_PORTS.contains(&p)) && k3s_path(ep.path) {
             return LineClass::LocalK3s(failure);
         }
         if ep.port == Some(444) {
@@ -296,6 +291,16 @@ fn classify_clean(t: &str) -> LineClass {
         return LineClass::RancherOwn(RancherCert::Serving);
     }
     exited()
+}
+
+/// A path K3s serves: none, `/`, or one of [`K3S_PATHS`] — but not what Rancher appends to a
+/// URL a user registered (a Helm repository's `index.yaml`, a chart `.tgz`, a Git `.git`).
+fn k3s_path(path: &str) -> bool {
+    let user_url = path.ends_with("index.yaml")
+        || path.ends_with(".tgz")
+        || path.ends_with(".git")
+        || path.contains(".git/");
+    !user_url && (path.is_empty() || path == "/" || K3S_PATHS.iter().any(|p| path.starts_with(p)))
 }
 
 /// What kind of failure the error text (from its first marker on) describes.
@@ -599,6 +604,18 @@ mod tests {
         // A user-registered URL that points at the local K3s: not a K3s failure.
         assert_eq!(
             c("CatalogController x [catalog] failed with : Get https://127.0.0.1:6443/index.yaml: x509: certificate signed by unknown authority"),
+            Unrelated
+        );
+        assert_eq!(
+            c(
+                r#"Get "https://127.0.0.1:6443/api/charts/index.yaml": x509: certificate signed by unknown authority"#
+            ),
+            Unrelated
+        );
+        assert_eq!(
+            c(
+                r#"Get "https://localhost:6443/version/x.git/info/refs": x509: certificate signed by unknown authority"#
+            ),
             Unrelated
         );
         assert_eq!(
