@@ -1,12 +1,14 @@
 //! rancher-cert-guard: keeps a Rancher single-node Docker install alive when the certificates
 //! of its embedded K3s expire.
 //!
-//! The pipeline: [`source`] reads a TLS tree → [`inventory`] judges it → [`repair`] plans,
+//! The pipeline: [`source`] reads a TLS tree → [`inventory`] judges it → [`diagnose`] says
+//! whether the logs and the clocks can be believed → [`repair`] plans,
 //! backs up, wipes, restarts and verifies through [`docker`] → [`report`], [`http`] and
 //! [`metrics`] tell people what happened. The binary (`main.rs`) is one thin adapter.
 
 pub mod check;
 pub mod cli;
+pub mod diagnose;
 pub mod docker;
 pub mod error;
 pub mod http;

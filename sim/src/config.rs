@@ -57,6 +57,18 @@ pub struct Config {
     pub serving_days: i64,
     /// Simulated Rancher boot time before the health decision.
     pub boot: Duration,
+    /// `SIM_NOISE=1`: while healthy, print the unrelated x509 lines a real
+    /// Rancher prints (downstream clusters, agents, catalogs, webhook, :443).
+    pub noise: bool,
+    /// `SIM_CLOCK_SKEW_DAYS`: at first boot, certificates are minted as by a
+    /// clock this many days ahead (negative: behind) of the container's.
+    pub clock_skew_days: i64,
+    /// `SIM_NO_REGEN`: a leaf (relative to the TLS dir, `.crt` or `.key`)
+    /// that k3s does not regenerate when it is missing.
+    pub no_regen: Option<String>,
+    /// `SIM_K3S_LOG=file`: k3s's lines go to `/var/lib/rancher/k3s.log`
+    /// (Rancher >= v2.5.10, `--log=./k3s.log`) instead of stdout.
+    pub k3s_log_file: bool,
 }
 
 impl Config {
@@ -83,11 +95,45 @@ impl Config {
                 .map(Duration::from_secs_f64)
                 .ok_or_else(|| format!("invalid SIM_BOOT_SECONDS {s:?}"))?,
         };
+        let noise = match var("SIM_NOISE").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(format!("invalid SIM_NOISE {other:?} (want 0 or 1)")),
+        };
+        let clock_skew_days = int_var("SIM_CLOCK_SKEW_DAYS")?.unwrap_or(0);
+        let no_regen = match var("SIM_NO_REGEN") {
+            None => None,
+            Some(rel)
+                if !rel.starts_with('/')
+                    && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+                    && (rel.ends_with(".crt") || rel.ends_with(".key")) =>
+            {
+                Some(rel)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "invalid SIM_NO_REGEN {other:?} (want a leaf .crt or .key relative to the TLS directory, e.g. client-admin.crt)"
+                ))
+            }
+        };
+        let k3s_log_file = match var("SIM_K3S_LOG").as_deref() {
+            None | Some("stdout") => false,
+            Some("file") => true,
+            Some(other) => {
+                return Err(format!(
+                    "invalid SIM_K3S_LOG {other:?} (want stdout or file)"
+                ))
+            }
+        };
         Ok(Config {
             era,
             leaf_days,
             serving_days,
             boot,
+            noise,
+            clock_skew_days,
+            no_regen,
+            k3s_log_file,
         })
     }
 

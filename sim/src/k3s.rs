@@ -158,6 +158,9 @@ pub struct Ctx<'a> {
     /// No marker file yet: use the `SIM_*_DAYS` lifetimes.
     pub first_boot: bool,
     pub now: OffsetDateTime,
+    /// The clock certificates are minted by: `now`, shifted by
+    /// `SIM_CLOCK_SKEW_DAYS` at first boot (a clock that was wrong then).
+    mint_now: OffsetDateTime,
     /// The `@<unix>` suffix for CAs minted in this start.
     ca_stamp: i64,
 }
@@ -171,10 +174,16 @@ impl<'a> Ctx<'a> {
         let last = fsutil::read_string(&p(LAST_CA_MINT))
             .and_then(|s| s.trim().parse::<i64>().ok())
             .unwrap_or(0);
+        let mint_now = if first_boot {
+            now + pki::days(cfg.clock_skew_days)
+        } else {
+            now
+        };
         Ctx {
             cfg,
             first_boot,
             now,
+            mint_now,
             ca_stamp: now.unix_timestamp().max(last + 1),
         }
     }
@@ -187,9 +196,9 @@ impl<'a> Ctx<'a> {
             return self.now;
         }
         let year = pki::days(365);
-        let leaf = self.now + pki::days(self.cfg.leaf_days) - year;
-        let serving = self.now + pki::days(self.cfg.serving_days) - year;
-        self.now.min(leaf).min(serving)
+        let leaf = self.mint_now + pki::days(self.cfg.leaf_days) - year;
+        let serving = self.mint_now + pki::days(self.cfg.serving_days) - year;
+        self.mint_now.min(leaf).min(serving)
     }
 
     /// notAfter of a leaf generated now.
@@ -199,7 +208,7 @@ impl<'a> Ctx<'a> {
         } else {
             365
         };
-        self.now + pki::days(d)
+        self.mint_now + pki::days(d)
     }
 
     /// notAfter of a serving cert generated now.
@@ -209,7 +218,7 @@ impl<'a> Ctx<'a> {
         } else {
             365
         };
-        self.now + pki::days(d)
+        self.mint_now + pki::days(d)
     }
 }
 
@@ -294,7 +303,7 @@ fn load_key(path: &Path) -> Option<KeyPair> {
     match pki::parse_key_pem(&text) {
         Ok(k) => Some(k),
         Err(e) => {
-            log::warn(format!("ignoring unreadable key {}: {e}", path.display()));
+            log::k3s_warn(format!("ignoring unreadable key {}: {e}", path.display()));
             None
         }
     }
@@ -321,10 +330,10 @@ fn ensure_ca(def: &CaDef, ctx: &Ctx) -> Result<(Ca, bool), String> {
         format!("{}\n", ctx.ca_stamp).as_bytes(),
         0o644,
     )?;
-    let der = pki::mint_ca(&cn, &key, ctx.ca_not_before(), ctx.now)?;
+    let der = pki::mint_ca(&cn, &key, ctx.ca_not_before(), ctx.mint_now)?;
     write(&crt_path, pki::cert_pem(&der).as_bytes(), 0o644)?;
     let v = pki::view(&der)?;
-    log::info(format!(
+    log::k3s_info(format!(
         "generated self-signed CA certificate {}: notBefore={} notAfter={}",
         v.subject,
         pki::go_time(v.not_before),
@@ -338,6 +347,15 @@ fn ensure_leaf(def: &LeafDef, ca: &Ca, ca_minted: bool, ctx: &Ctx) -> Result<(),
     let key_path = tls(&format!("{}.key", def.file));
     let crt_exists = crt_path.exists();
     let key_exists = key_path.exists();
+    // SIM_NO_REGEN: a k3s that does not bring this leaf back when it goes
+    // missing after the first boot.
+    let no_regen = !ctx.first_boot
+        && ctx.cfg.no_regen.as_deref().is_some_and(|rel| {
+            rel == format!("{}.crt", def.file) || rel == format!("{}.key", def.file)
+        });
+    if no_regen && (!crt_exists || !key_exists) {
+        return Ok(());
+    }
 
     // Decide whether to regenerate, and whether the existing key is kept.
     let keep_key = if ca_minted {
@@ -352,7 +370,7 @@ fn ensure_leaf(def: &LeafDef, ca: &Ca, ca_minted: bool, ctx: &Ctx) -> Result<(),
                 let v = pki::view(&der)?;
                 let left = v.not_after - ctx.now;
                 if ctx.cfg.era.renews_leaves() && left <= pki::days(RENEW_DAYS) {
-                    log::info(format!(
+                    log::k3s_info(format!(
                         "certificate {} will expire in {:.6} days at {}",
                         v.subject,
                         left.as_seconds_f64() / 86400.0,
@@ -364,7 +382,7 @@ fn ensure_leaf(def: &LeafDef, ca: &Ca, ca_minted: bool, ctx: &Ctx) -> Result<(),
                 }
             }
             _ => {
-                log::info(format!(
+                log::k3s_info(format!(
                     "certificate {}.crt does not verify against {}.crt, regenerating",
                     def.file, def.ca
                 ));
@@ -393,7 +411,7 @@ fn ensure_leaf(def: &LeafDef, ca: &Ca, ca_minted: bool, ctx: &Ctx) -> Result<(),
     text.push_str(&pki::cert_pem(&ca.der));
     write(&crt_path, text.as_bytes(), 0o644)?;
     let v = pki::view(&der)?;
-    log::info(format!(
+    log::k3s_info(format!(
         "generated certificate {} signed by {}: notBefore={} notAfter={}",
         v.subject,
         v.issuer,

@@ -13,8 +13,9 @@
 //! * `kubectl` / `k3s kubectl` ([`kubectl`]): get/delete the k3s-serving secret.
 //! * `k3s --version`.
 //!
-//! Behaviour is tuned with `SIM_ERA`, `SIM_LEAF_DAYS`, `SIM_SERVING_DAYS` and
-//! `SIM_BOOT_SECONDS` ([`config`]); see `sim/README.md`.
+//! Behaviour is tuned with `SIM_ERA`, `SIM_LEAF_DAYS`, `SIM_SERVING_DAYS`,
+//! `SIM_BOOT_SECONDS`, `SIM_NOISE`, `SIM_CLOCK_SKEW_DAYS`, `SIM_NO_REGEN` and
+//! `SIM_K3S_LOG` ([`config`]); see `sim/README.md`.
 
 mod config;
 mod fsutil;
@@ -23,6 +24,8 @@ mod k3s;
 mod kubeconfig;
 mod kubectl;
 mod log;
+mod noise;
+mod noise_lines;
 mod paths;
 mod pki;
 mod rancher;

@@ -17,6 +17,9 @@ pub const SERVING_SECRET: &str =
     "/var/lib/rancher/management-state/secrets/kube-system/k3s-serving.json";
 /// The kubeconfig k3s writes and Rancher reads.
 pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+/// Where k3s logs with `SIM_K3S_LOG=file` (Rancher's `--log=./k3s.log`,
+/// relative to `WORKDIR /var/lib/rancher`).
+pub const K3S_LOG: &str = "/var/lib/rancher/k3s.log";
 /// Exists while the simulated Kubernetes API answers (used by `kubectl`).
 pub const API_UP: &str = "/var/run/k3s-api.up";
 

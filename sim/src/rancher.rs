@@ -18,7 +18,7 @@ use crate::config::{Config, Era};
 use crate::k3s::{self, Ctx};
 use crate::paths::{p, tls, API_UP, MARKER};
 use crate::pki;
-use crate::{fsutil, http, kubeconfig, log, serving};
+use crate::{fsutil, http, kubeconfig, log, noise, serving};
 
 /// The version string in the first log line.
 pub const RANCHER_VERSION: &str = "v2.5.7-sim";
@@ -39,6 +39,7 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
+    log::set_k3s_to_file(cfg.k3s_log_file);
     if let Err(e) = install_signal_handler() {
         log::fatal(e);
         return 1;
@@ -98,7 +99,8 @@ fn run(cfg: &Config) -> Result<Infallible, String> {
     }
     if cfg.era == Era::V0_8 && !certs.invalid_leaves.is_empty() {
         // k3s v0.8 never renews; kube-apiserver refuses the expired certs.
-        log::fatal("starting tls server: Get https://localhost:6444/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions: x509: certificate has expired or is not yet valid");
+        log::k3s_fatal("starting tls server: Get https://localhost:6444/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions: x509: certificate has expired or is not yet valid");
+        // Rancher's own line (norman's logrus.Fatalf): always on stdout.
         log::fatal("k3s exited with: exit status 1");
         std::process::exit(1);
     }
@@ -134,6 +136,9 @@ fn run(cfg: &Config) -> Result<Infallible, String> {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(80);
     log::info(format!("Listening on :{port}"));
     log::info("Rancher startup complete");
+    if cfg.noise {
+        noise::start();
+    }
     http::serve(listener)
 }
 

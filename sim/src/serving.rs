@@ -82,7 +82,7 @@ fn load(path: &Path) -> Option<Stored> {
     let value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
-            log::warn(format!("ignoring unparsable {}: {e}", path.display()));
+            log::k3s_warn(format!("ignoring unparsable {}: {e}", path.display()));
             return None;
         }
     };
@@ -105,7 +105,7 @@ pub fn ensure(ctx: &Ctx, server_ca: &Ca) -> Result<Vec<u8>, String> {
     let current = match (load(&file_path), load(&store_path)) {
         (Some(file), None) => {
             let (n, map) = file.cns();
-            log::info(format!(
+            log::k3s_info(format!(
                 "Creating new TLS secret for kube-system/k3s-serving (count: {n}): {map}"
             ));
             write(&store_path, &file.text)?;
@@ -126,13 +126,13 @@ pub fn ensure(ctx: &Ctx, server_ca: &Ca) -> Result<Vec<u8>, String> {
     let renewed = match current {
         None => generate(ctx, server_ca, None, None)?,
         Some(cur) if forced => {
-            log::info("Regenerating dynamic certificate (dynamic-cert-regenerate found)");
+            log::k3s_info("Regenerating dynamic certificate (dynamic-cert-regenerate found)");
             generate(ctx, server_ca, None, Some(&cur.value))?
         }
         Some(cur) if era.renews_serving() => {
             let leaf = cur.leaf().unwrap_or_default();
             if !pki::verifies(&leaf, &server_ca.der) {
-                log::info(
+                log::k3s_info(
                     "k3s-serving certificate is not signed by the current server CA, regenerating",
                 );
                 generate(ctx, server_ca, cur.key(), Some(&cur.value))?
@@ -140,7 +140,7 @@ pub fn ensure(ctx: &Ctx, server_ca: &Ca) -> Result<Vec<u8>, String> {
                 let v = pki::view(&leaf)?;
                 let left = v.not_after - ctx.now;
                 if left <= pki::days(RENEW_DAYS) {
-                    log::info(format!(
+                    log::k3s_info(format!(
                         "certificate {} will expire in {:.6} days at {}",
                         v.subject,
                         left.as_seconds_f64() / 86400.0,
@@ -163,7 +163,7 @@ pub fn ensure(ctx: &Ctx, server_ca: &Ca) -> Result<Vec<u8>, String> {
         .as_str()
         .unwrap_or("")
         .to_string();
-    log::info(format!(
+    log::k3s_info(format!(
         "Active TLS secret k3s-serving (ver={ver}) (count {n}): {map}"
     ));
     renewed
@@ -208,7 +208,7 @@ fn generate(
     } else {
         "Creating new"
     };
-    log::info(format!(
+    log::k3s_info(format!(
         "{verb} TLS secret for kube-system/k3s-serving (count: {n}): {map}"
     ));
     write(&tls("dynamic-cert.json"), &stored.text)?;

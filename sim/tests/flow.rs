@@ -52,6 +52,10 @@ impl Root {
             .env_remove("SIM_ERA")
             .env_remove("SIM_LEAF_DAYS")
             .env_remove("SIM_SERVING_DAYS")
+            .env_remove("SIM_NOISE")
+            .env_remove("SIM_CLOCK_SKEW_DAYS")
+            .env_remove("SIM_NO_REGEN")
+            .env_remove("SIM_K3S_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -477,4 +481,185 @@ fn missing_leaf_crt_keeps_its_key() {
         other
     );
     assert!(Path::new(&root.tls("client-controller.crt")).exists());
+}
+
+// ------------------------------------------------------------------ diagnosis modes
+
+/// Lines read until `deadline`, without waiting for any particular one.
+fn drain_for(run: &mut Run, d: Duration) {
+    let deadline = Instant::now() + d;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Ok(line) = run.rx.recv_timeout(left) {
+            run.lines.push(line);
+        }
+    }
+}
+
+/// notBefore (unix) of the first cert of a file under tls/.
+fn not_before(root: &Root, rel: &str) -> i64 {
+    let pem = std::fs::read_to_string(root.tls(rel)).unwrap();
+    let block = Pem::iter_from_buffer(pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    block
+        .parse_x509()
+        .unwrap()
+        .validity()
+        .not_before
+        .timestamp()
+}
+
+#[test]
+fn noise_mode_prints_unrelated_x509_lines_while_healthy() {
+    let root = Root::new("noise");
+    let mut run = root.start(&[("SIM_NOISE", "1")]);
+    assert!(run.outcome().contains(HEALTHY));
+    run.wait_for("CatalogController massimo-catalog [catalog] failed with");
+    run.wait_for("failed calling webhook \"rancher.cattle.io\"");
+    run.wait_for("http: TLS handshake error from");
+    let noisy = run
+        .lines
+        .iter()
+        .skip_while(|l| !l.contains(HEALTHY))
+        .filter(|l| l.contains("x509") || l.contains("tls:"))
+        .count();
+    assert!(noisy >= 3, "{}", run.lines.join("\n"));
+    // Still healthy while noisy.
+    assert!(run.ping().ends_with("pong"));
+    assert_eq!(run.stop(), 0);
+
+    // Without SIM_NOISE a healthy Rancher prints nothing after startup.
+    let mut run = root.start(&[]);
+    assert!(run.outcome().contains(HEALTHY));
+    drain_for(&mut run, Duration::from_millis(1500));
+    let after: Vec<&String> = run
+        .lines
+        .iter()
+        .skip_while(|l| !l.contains(HEALTHY))
+        .skip(1)
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(run.stop(), 0);
+}
+
+#[test]
+fn clock_skew_mode_mints_certificates_in_the_future() {
+    let root = Root::new("skew");
+    let env = [("SIM_CLOCK_SKEW_DAYS", "30"), ("SIM_ERA", "v1.19")];
+    let out = boot(&root, &env);
+    // Rancher cannot trust a serving cert that is not valid yet (k3s-io/k3s#6152).
+    assert!(
+        out.contains(EXPIRED) && out.contains(" is before "),
+        "{out}"
+    );
+    let ahead = (not_before(&root, "server-ca.crt") - now()) as f64 / 86_400.0;
+    assert!(
+        (29.9..30.1).contains(&ahead),
+        "CA starts {ahead} days ahead"
+    );
+    assert_eq!(
+        not_before(&root, "client-admin.crt"),
+        not_before(&root, "server-ca.crt")
+    );
+    assert_eq!(days_left(root.not_after("client-admin.crt")), 395);
+    // Only the first boot is skewed; k3s does not repair it by itself.
+    let cas = root.ca_snapshot();
+    let out = boot(&root, &env);
+    assert!(out.contains(" is before "), "{out}");
+    assert_eq!(root.ca_snapshot(), cas);
+}
+
+#[test]
+fn no_regen_mode_leaves_a_missing_leaf_missing() {
+    let root = Root::new("noregen");
+    let env = [("SIM_NO_REGEN", "client-admin.crt")];
+    assert!(boot(&root, &env).contains(HEALTHY));
+    assert!(
+        root.tls("client-admin.crt").exists(),
+        "first boot still creates it"
+    );
+    std::fs::remove_file(root.tls("client-admin.crt")).unwrap();
+    std::fs::remove_file(root.tls("client-controller.crt")).unwrap();
+    assert!(boot(&root, &env).contains(HEALTHY));
+    assert!(!root.tls("client-admin.crt").exists());
+    assert!(root.tls("client-admin.key").exists());
+    assert!(
+        root.tls("client-controller.crt").exists(),
+        "other leaves come back"
+    );
+    // Without the knob it comes back.
+    assert!(boot(&root, &[]).contains(HEALTHY));
+    assert_eq!(days_left(root.not_after("client-admin.crt")), 365);
+}
+
+#[test]
+fn k3s_log_file_mode_keeps_k3s_lines_out_of_stdout() {
+    let root = Root::new("k3slog");
+    let log = root.0.join("var/lib/rancher/k3s.log");
+    let env = [("SIM_K3S_LOG", "file"), ("SIM_SERVING_DAYS", "-5")];
+    let mut run = root.start(&env);
+    let out = run.outcome();
+    assert!(out.contains("Waiting for server to become available") && out.contains(EXPIRED));
+    assert!(run.lines.iter().any(|l| l.contains("Rancher version")));
+    assert!(
+        !run.lines
+            .iter()
+            .any(|l| l.contains("generated") || l.contains("TLS secret")),
+        "{}",
+        run.lines.join("\n")
+    );
+    assert_eq!(run.stop(), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("generated self-signed CA certificate CN=k3s-server-ca@"));
+    assert!(text.contains("Active TLS secret k3s-serving"));
+    let len = text.len();
+    // Appended at every start.
+    boot(&root, &env);
+    let again = std::fs::read_to_string(&log).unwrap();
+    assert!(again.len() > len && again.starts_with(&text));
+
+    // Default: stdout, no file.
+    let root = Root::new("k3slog-default");
+    let mut run = root.start(&[]);
+    assert!(run.outcome().contains(HEALTHY));
+    assert!(run
+        .lines
+        .iter()
+        .any(|l| l.contains("generated certificate")));
+    assert_eq!(run.stop(), 0);
+    assert!(!root.0.join("var/lib/rancher/k3s.log").exists());
+}
+
+#[test]
+fn v08_tls_startup_failure_goes_to_the_k3s_log_and_the_exit_to_stdout() {
+    let root = Root::new("v08log");
+    let env = [
+        ("SIM_ERA", "v0.8"),
+        ("SIM_LEAF_DAYS", "-5"),
+        ("SIM_K3S_LOG", "file"),
+    ];
+    let mut run = root.start(&env);
+    run.wait_for("k3s exited with: exit status 1");
+    assert!(!run.lines.iter().any(|l| l.contains("starting tls server")));
+    assert_eq!(run.exit_code(), 1);
+    let text = std::fs::read_to_string(root.0.join("var/lib/rancher/k3s.log")).unwrap();
+    assert!(text.contains("[FATAL] starting tls server: Get https://localhost:6444/"));
+}
+
+#[test]
+fn invalid_diagnosis_knobs_are_refused() {
+    let root = Root::new("badknobs");
+    for (k, v) in [
+        ("SIM_NOISE", "yes"),
+        ("SIM_CLOCK_SKEW_DAYS", "soon"),
+        ("SIM_NO_REGEN", "../etc/passwd"),
+        ("SIM_NO_REGEN", "client-ca"),
+        ("SIM_K3S_LOG", "syslog"),
+    ] {
+        let mut run = root.start(&[(k, v)]);
+        let line = run.wait_for("[FATAL]");
+        assert!(line.contains(k), "{line}");
+        assert_eq!(run.exit_code(), 1, "{k}={v}");
+    }
 }

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::inventory::{CertKind, FileRole, Inventory, Status, SERVING_FILE};
 
-/// Log lines that mean K3s or Rancher is failing on certificates (seed articles, k3s-facts §5.3).
+/// The error texts behind the signatures (seed articles, k3s-facts §5.3). A line counts only
+/// when the classifier ([`crate::diagnose::logs`]) says it is about the embedded K3s itself.
 pub const SIGNATURES: &[&str] = &[
     "x509: certificate signed by unknown authority",
     "x509: certificate has expired or is not yet valid",
@@ -16,40 +17,44 @@ pub const SIGNATURES: &[&str] = &[
 /// The trigger newer K3s honours to regenerate the :6443 certificate at start.
 pub const REGENERATE_TRIGGER: &str = "dynamic-cert-regenerate";
 
-/// A failure signature seen in the logs.
+/// A failure of the embedded K3s's own certificates seen in the logs. Only lines the
+/// classifier ([`crate::diagnose::logs`]) calls *local K3s* produce one: x509 errors about
+/// downstream clusters, agents, catalogs, repositories, Rancher's webhook or browsers do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signature {
     UnknownAuthority,
+    /// `x509: certificate has expired …` (`current time X is after Y`, or no detail).
     Expired,
+    /// `k3s exited with`, reported only when a local failure was seen too: Rancher prints it
+    /// whenever K3s dies, for any reason.
     K3sExited,
-    /// `Waiting for server to become available: ... x509: ...` with another x509 error.
+    /// Another x509 error on a local K3s endpoint, or K3s's own TLS start-up failure.
     WaitingX509,
+    /// `… current time X is before Y` on a local K3s endpoint: the clock is behind the
+    /// certificates — a clock problem, not ageing.
+    NotYetValid,
 }
 
-/// Failure signatures in `logs`, in order of first appearance, without duplicates.
-/// `Waiting for server to become available` counts only with an `x509:` error on the same
-/// line: during a normal boot Rancher prints it with `connection refused`.
+/// Failure signatures in `logs`, in order of first appearance, without duplicates;
+/// `K3sExited` last, and only together with another signature.
 pub fn signatures(logs: &str) -> Vec<Signature> {
+    use crate::diagnose::logs::LocalFailure;
+    let found = crate::diagnose::logs::scan(logs);
     let mut out = Vec::new();
-    for line in logs.lines() {
-        let sig = if line.contains(SIGNATURES[0]) {
-            Some(Signature::UnknownAuthority)
-        } else if line.contains(SIGNATURES[1]) {
-            Some(Signature::Expired)
-        } else if line.contains(SIGNATURES[2]) {
-            Some(Signature::K3sExited)
-        } else if line.contains("Waiting for server to become available") && line.contains("x509:")
-        {
-            Some(Signature::WaitingX509)
-        } else {
-            None
+    for l in &found.local {
+        let s = match l {
+            LocalFailure::UnknownAuthority => Signature::UnknownAuthority,
+            LocalFailure::Expired => Signature::Expired,
+            LocalFailure::NotYetValid => Signature::NotYetValid,
+            LocalFailure::OtherX509 | LocalFailure::TlsStartup => Signature::WaitingX509,
         };
-        if let Some(s) = sig {
-            if !out.contains(&s) {
-                out.push(s);
-            }
+        if !out.contains(&s) {
+            out.push(s);
         }
+    }
+    if found.k3s_exited && !out.is_empty() {
+        out.push(Signature::K3sExited);
     }
     out
 }
@@ -153,10 +158,14 @@ pub fn reasons_to_act(inv: &Inventory, sigs: &[Signature], force: bool) -> Vec<S
         reasons.push(format!(
             "logs since the last start show {}",
             match s {
-                Signature::UnknownAuthority => "`x509: certificate signed by unknown authority`",
-                Signature::Expired => "`x509: certificate has expired or is not yet valid`",
-                Signature::K3sExited => "`k3s exited with`",
-                Signature::WaitingX509 => "`Waiting for server to become available: ... x509:`",
+                Signature::UnknownAuthority =>
+                    "`x509: certificate signed by unknown authority` from the embedded K3s",
+                Signature::Expired =>
+                    "`x509: certificate has expired` from the embedded K3s",
+                Signature::K3sExited => "`k3s exited with` after a K3s certificate failure",
+                Signature::WaitingX509 => "another x509 error from the embedded K3s",
+                Signature::NotYetValid =>
+                    "`x509: … current time … is before …` from the embedded K3s (its certificates are not yet valid: check the clock)",
             }
         ));
     }
@@ -227,8 +236,29 @@ mod tests {
         );
         assert_eq!(
             signatures(
-                "Waiting for server to become available: x509: certificate is valid for a, not b"
+                "Waiting for server to become available: Get \"https://127.0.0.1:6443/version\": x509: certificate is valid for a, not b"
             ),
+            vec![Signature::WaitingX509]
+        );
+    }
+
+    /// The x509 lines a healthy Rancher prints about others (rancher/rancher#14403, #24324,
+    /// #15040, rancher/webhook#58) are not signatures; `k3s exited with` alone is not either
+    /// (it follows cgroup and port failures too, rancher/rancher#37914).
+    #[test]
+    fn only_the_embedded_k3s_counts() {
+        let noise = "2018/07/05 18:08:15 [ERROR] CatalogController massimo-catalog [catalog] failed with : Get https://massimocatalog.do.rancher.space:4443/index.yaml: x509: certificate signed by unknown authority\n\
+                     Failed to communicate with API server: Get https://172.16.0.15:6443/api/v1/componentstatuses?timeout=30s: x509: certificate has expired or is not yet valid\n\
+                     2018/08/10 21:07:41 [INFO] 2018/08/10 21:07:41 http: TLS handshake error from abc:13758: remote error: tls: bad certificate\n\
+                     2021/10/28 10:30:21 [ERROR] error syncing 'default': handler secretsController: Internal error occurred: failed calling webhook \"rancher.cattle.io\": Post \"https://rancher-webhook.cattle-system.svc:443/v1/webhook/mutation?timeout=10s\": x509: certificate has expired or is not yet valid: current time 2021-10-28T10:30:21+08:00 is after 2021-10-10T01:35:13Z, requeuing\n\
+                     2022/04/12 10:00:00 [FATAL] k3s exited with: exit status 2\n";
+        assert!(signatures(noise).is_empty(), "{:?}", signatures(noise));
+        assert_eq!(
+            signatures("Get \"https://127.0.0.1:6444/api/v1/services\": x509: certificate has expired or is not yet valid: current time 2022-07-22T18:55:59+12:00 is before 2022-07-22T07:45:55Z"),
+            vec![Signature::NotYetValid]
+        );
+        assert_eq!(
+            signatures("level=fatal msg=\"starting tls server: Get https://localhost:6444/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions: x509: certificate has expired or is not yet valid\""),
             vec![Signature::WaitingX509]
         );
     }
