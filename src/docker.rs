@@ -46,6 +46,8 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
     /// Started with `--rm`: Docker deletes it when it stops, volumes and all.
     pub auto_remove: bool,
+    /// `KEY=VALUE` environment of the container (the image's and its own).
+    pub env: Vec<String>,
 }
 
 /// A container as a list call reports it: enough to select targets.
@@ -252,6 +254,7 @@ impl DockerClient {
             restart_count: r.restart_count.unwrap_or(0),
             labels: config.labels.unwrap_or_default(),
             auto_remove,
+            env: config.env.unwrap_or_default(),
         })
     }
 
@@ -386,6 +389,65 @@ impl DockerClient {
             source_name: format!("{container}:{path}"),
             detail: e.to_string(),
         })
+    }
+
+    /// The last `max` bytes of one file of a container (running or not), streaming the whole
+    /// file through the archive API but keeping only its end; `None` when it does not exist.
+    /// Files over `max_stream` bytes are not read at all (`Ok(None)` with a warning): the
+    /// archive API cannot seek.
+    pub async fn read_tail(
+        &self,
+        container: &str,
+        path: &str,
+        max: usize,
+        max_stream: u64,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let work = async {
+            let stream = match self.archive_stream(container, path).await {
+                Ok(s) => s,
+                Err(Error::PathNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let reader = StreamReader::new(stream.map_err(std::io::Error::other));
+            let bridge = SyncIoBridge::new(reader);
+            let path_s = path.to_string();
+            tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+                use std::io::Read;
+                let mut archive = tar::Archive::new(bridge);
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    if !entry.header().entry_type().is_file() {
+                        continue;
+                    }
+                    let size = entry.header().size().unwrap_or(0);
+                    if size > max_stream {
+                        tracing::warn!(path = %path_s, size, "the K3s log file is too large to read through the archive API; skipped");
+                        return Ok(None);
+                    }
+                    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::with_capacity(max);
+                    let mut buf = [0u8; 64 * 1024];
+                    loop {
+                        let n = entry.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        tail.extend(&buf[..n]);
+                        let excess = tail.len().saturating_sub(max);
+                        tail.drain(..excess);
+                    }
+                    return Ok(Some(tail.into_iter().collect()));
+                }
+                Ok(None)
+            })
+            .await
+            .map_err(|e| Error::Failed(format!("archive reader task: {e}")))?
+            .map_err(|e| Error::SourceUnreadable {
+                source_name: format!("{container}:{path}"),
+                detail: e.to_string(),
+            })
+        };
+        self.bounded("read the K3s log file", container, self.call_timeout, work)
+            .await
     }
 
     /// stdout and stderr lines of a container logged at or after `since_nanos` (Unix

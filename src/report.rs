@@ -19,6 +19,9 @@ pub struct CheckReport {
     /// Present only when the source could not be read (status `unknown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Present only when the clocks disagree: every status above rests on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::diagnose::clock::ClockSkew>,
 }
 
 impl CheckReport {
@@ -32,6 +35,7 @@ impl CheckReport {
             keys: inv.keys.clone(),
             problems: inv.problems.clone(),
             error: None,
+            clock: None,
         }
     }
 
@@ -45,6 +49,7 @@ impl CheckReport {
             keys: vec![],
             problems: vec![],
             error: Some(error),
+            clock: None,
         }
     }
 
@@ -115,6 +120,9 @@ impl CheckReport {
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("error: {e}\n"));
+        }
+        if let Some(c) = &self.clock {
+            out.push_str(&format!("CLOCK: {}\n", c.reason));
         }
         out
     }

@@ -2,6 +2,7 @@
 
 use crate::check::{check, Target};
 use crate::cli::{CheckArgs, Cli, Command, Output, RepairArgs, SourceArgs};
+use crate::diagnose::clock::{check_clock, DEFAULT_TOLERANCE_SECS};
 use crate::docker::DockerClient;
 use crate::error::Error;
 use crate::inventory::{RenewBefore, Status};
@@ -48,11 +49,28 @@ async fn run_check(args: CheckArgs) -> u8 {
     };
     let result = async {
         let (target, docker) = open_source(&args.source).await?;
-        check(&target, docker.as_ref(), now, renew_before).await
+        let (tree, inv) = check(&target, docker.as_ref(), now, renew_before).await?;
+        // The clock gate: the daemon's clock, where there is one, and the certificates.
+        let daemon_now = match &docker {
+            Some(d) => d.daemon_time().await.ok(),
+            None => None,
+        };
+        let clock = check_clock(now, daemon_now, &inv, DEFAULT_TOLERANCE_SECS).err();
+        Ok::<_, Error>((tree, inv, clock))
     }
     .await;
     let report = match result {
-        Ok((_, inv)) => CheckReport::new(describe, now, renew_before, &inv),
+        Ok((_, inv, clock)) => {
+            let mut r = CheckReport::new(describe, now, renew_before, &inv);
+            if let Some(c) = &clock {
+                eprintln!(
+                    "warning: the clock looks wrong, so every status below is in doubt: {}",
+                    c.reason
+                );
+            }
+            r.clock = clock;
+            r
+        }
         Err(e) => {
             eprintln!("error: {e}");
             CheckReport::unknown(describe, now, renew_before, e.to_string())
@@ -62,6 +80,10 @@ async fn run_check(args: CheckArgs) -> u8 {
         Output::Json => println!("{}", report.to_json()),
         Output::Table if report.status != Status::Unknown => print!("{}", report.to_table()),
         Output::Table => {}
+    }
+    // A wrong clock makes every verdict unknown (Nagios 3), whatever the certificates say.
+    if report.clock.is_some() {
+        return Status::Unknown.exit_code();
     }
     report.status.exit_code()
 }

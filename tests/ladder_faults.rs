@@ -515,3 +515,23 @@ async fn an_outage_longer_than_the_run_is_finished_by_the_next_run() {
     );
     assert!(!journal_exists(b.path()));
 }
+
+/// The Docker daemon's clock and the tool's disagree by an hour: refused before anything is
+/// changed, with a diagnosis naming the clocks.
+#[tokio::test(start_paused = true)]
+async fn clocks_that_disagree_are_refused_and_nothing_changes() {
+    let now = t0();
+    let (old, fresh) = trees(now);
+    let fake = FakeEngine::new(now, old.clone(), fresh);
+    fake.s.lock().unwrap().daemon_offset = 3600;
+    let b = tempfile::tempdir().unwrap();
+    let r = repair(&fake, b.path()).await;
+    assert_eq!(r.result, RepairResult::Refused, "{r:?}");
+    let d = r.diagnosis.unwrap();
+    assert!(
+        d.contains("clock") && d.contains("nothing was changed"),
+        "{d}"
+    );
+    assert_eq!(fake.state(|s| (s.c.stops, s.c.tree.clone())), (0, old));
+    assert!(!journal_exists(b.path()));
+}

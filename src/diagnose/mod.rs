@@ -9,6 +9,9 @@
 //! * [`clock`] is the clock sanity gate: it refuses to act when the tool's clock, the Docker
 //!   daemon's clock and the certificates disagree, because every "expired" or "not yet valid"
 //!   verdict — and every certificate K3s would mint — depends on the clock being right.
+//! * [`logfile`] picks, from the end of K3s's own log file (Rancher ≥ v2.5.10), the lines
+//!   written since the container's last start.
 
 pub mod clock;
+pub mod logfile;
 pub mod logs;

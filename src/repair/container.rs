@@ -14,22 +14,22 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
+use super::evidence::{look, Look};
 use super::failure::Failure;
 use super::journal::{self, Journal, Phase};
 use super::ladder::Ladder;
 use super::lock::{self, Acquired, Holder, Liveness};
 use super::machine::{self, Resume};
-use super::plan::{self, signatures, Signature};
+use super::plan;
 use super::{
     backup, decide, kubectl_variants, lease_validity, Decision, RepairOptions, RepairReport,
     RepairResult, Run, KUBECONFIG_PATH,
 };
-use crate::docker::{parse_rfc3339_nanos, ContainerInfo};
+use crate::docker::ContainerInfo;
 use crate::error::Error;
-use crate::inventory::{inventory, Inventory};
+use crate::inventory::inventory;
 use crate::process::Me;
 use crate::report::CheckReport;
-use crate::source::Tree;
 
 /// Work an interrupted repair left on a container, as seen by a read-only look.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,41 +97,13 @@ pub async fn pending<E: Engine>(
     }
 }
 
-/// A read-only look at a container: the tree, its judgement, the logs since the last start.
-struct Look {
-    tree: Tree,
-    inv: Inventory,
-    sigs: Vec<Signature>,
-    now: i64,
-}
-
-async fn look<E: Engine>(
-    engine: &E,
-    info: &ContainerInfo,
-    tls_path: &str,
-    opts: &RepairOptions,
-) -> Result<Look, Error> {
-    let now = engine.now();
-    let tree = engine.read_tree(&info.id, tls_path).await?;
-    let inv = inventory(&tree, now, opts.renew_before);
-    let since = info
-        .started_at
-        .as_deref()
-        .and_then(parse_rfc3339_nanos)
-        .unwrap_or(0);
-    let logs = engine
-        .logs_since(&info.id, since, 2000)
-        .await
-        .unwrap_or_default();
-    Ok(Look {
-        tree,
-        sigs: signatures(&logs),
-        inv,
-        now,
-    })
-}
-
 fn record_look(run: &mut Run<'_>, info: &ContainerInfo, tls_path: &str, l: &Look) {
+    run.report.era = l.era.is_known().then(|| l.era.clone());
+    if let Some(why) = &l.logs_unreadable {
+        if !run.report.notes.contains(why) {
+            run.report.notes.push(why.clone());
+        }
+    }
     run.report.before = Some(CheckReport::new(
         format!("container:{}:{tls_path}", info.name),
         l.now,
@@ -187,7 +159,7 @@ pub async fn repair_container<E: Engine>(
         )
         .await
     };
-    let first = look(engine, &info, tls_path, opts).await?;
+    let first = look(engine, &info, tls_path, opts.renew_before).await?;
     record_look(&mut run, &info, tls_path, &first);
     match &pending {
         Some(Pending::Refused(why)) => {
@@ -199,7 +171,7 @@ pub async fn repair_container<E: Engine>(
             return Ok(run.finish(RepairResult::Busy, Some(p.describe())));
         }
         Some(p) => run.step("pending", true, p.describe()),
-        None => match decide(&mut run, &first.inv, &first.sigs) {
+        None => match decide(&mut run, &first.inv, &first.sigs, first.clock.as_ref()) {
             Decision::Done(result, why) => return Ok(run.finish(result, why)),
             Decision::Act { .. } => {}
         },
@@ -325,9 +297,9 @@ async fn locked<E: Engine>(
 
     // 4. A fresh look under the locks, and a fresh decision.
     let info = engine.inspect(&info.id).await?;
-    let l = look(engine, &info, tls_path, opts).await?;
+    let l = look(engine, &info, tls_path, opts.renew_before).await?;
     record_look(&mut run, &info, tls_path, &l);
-    let (plan, backup_dir) = match decide(&mut run, &l.inv, &l.sigs) {
+    let (plan, backup_dir) = match decide(&mut run, &l.inv, &l.sigs, l.clock.as_ref()) {
         Decision::Done(result, why) => {
             let report = run.finish(result, why);
             return Ok(report);

@@ -46,7 +46,7 @@ pub async fn repair_dir(dir: &Path, opts: &RepairOptions) -> Result<RepairReport
             inv.problems.len()
         ),
     );
-    let (plan, backup_dir) = match decide(&mut run, &inv, &[]) {
+    let (plan, backup_dir) = match decide(&mut run, &inv, &[], None) {
         Decision::Act { plan, backup_dir } => (plan, backup_dir),
         Decision::Done(result, why) => return Ok(run.finish(result, why)),
     };

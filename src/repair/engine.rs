@@ -30,6 +30,13 @@ pub trait Engine: Send + Sync {
         since_nanos: i128,
         tail: usize,
     ) -> impl Future<Output = Result<String, Error>> + Send;
+    /// The end (at most `max` bytes) of a file, `None` when it does not exist.
+    fn read_tail(
+        &self,
+        id: &str,
+        path: &str,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, Error>> + Send;
     fn exec(
         &self,
         id: &str,
@@ -69,6 +76,8 @@ pub trait Engine: Send + Sync {
     fn remove_lease(&self, lease_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
     /// The daemon's identity (leases of holders on another daemon cannot be checked here).
     fn daemon_id(&self) -> String;
+    /// The daemon's clock, Unix seconds (the clock gate compares it with ours).
+    fn daemon_time(&self) -> impl Future<Output = Result<i64, Error>> + Send;
     /// The wall clock, Unix seconds.
     fn now(&self) -> i64;
 }
@@ -85,6 +94,10 @@ impl Engine for DockerClient {
     }
     async fn logs_since(&self, id: &str, since_nanos: i128, tail: usize) -> Result<String, Error> {
         DockerClient::logs_since(self, id, since_nanos, tail).await
+    }
+    async fn read_tail(&self, id: &str, path: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        // A year of K3s logging can be large; beyond 512 MiB it is not streamed at all.
+        DockerClient::read_tail(self, id, path, max, 512 << 20).await
     }
     async fn exec(
         &self,
@@ -133,6 +146,9 @@ impl Engine for DockerClient {
     }
     fn daemon_id(&self) -> String {
         self.daemon_id.clone()
+    }
+    async fn daemon_time(&self) -> Result<i64, Error> {
+        DockerClient::daemon_time(self).await
     }
     fn now(&self) -> i64 {
         crate::timefmt::now()

@@ -296,6 +296,7 @@ mod tests {
             restart_count: 0,
             labels: Default::default(),
             auto_remove: false,
+            env: vec![],
         }
     }
 

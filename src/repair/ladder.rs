@@ -303,7 +303,11 @@ impl<'a, E: Engine> Ladder<'a, E> {
             .run_helper(
                 &self.info,
                 &self.run_id,
-                wipe::command(&self.tls_path, &delete),
+                wipe::command(
+                    &self.tls_path,
+                    &delete,
+                    super::evidence::Era::of(&self.info).honours_regenerate_trigger(),
+                ),
                 Duration::from_secs(120).min(self.time_left().max(Duration::from_secs(10))),
             )
             .await
@@ -422,11 +426,9 @@ impl<'a, E: Engine> Ladder<'a, E> {
                 let i = self.inspect().await?;
                 let restarted_by_itself =
                     i.restart_count != start_count || nanos(&i) != start_nanos;
-                let logs = self
-                    .engine
-                    .logs_since(&self.info.id, start_nanos, 2000)
+                let logs = super::evidence::logs_since(self.engine, &i, start_nanos)
                     .await
-                    .unwrap_or_default();
+                    .text;
                 let sigs = signatures(&logs);
                 let pong = i.running
                     && !i.restarting

@@ -19,6 +19,7 @@ pub mod backup;
 mod container;
 mod dir;
 pub mod engine;
+pub mod evidence;
 pub mod failure;
 pub mod journal;
 mod ladder;
@@ -37,6 +38,7 @@ pub use report::{RepairReport, RepairResult, Step};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::diagnose::clock::ClockSkew;
 use crate::inventory::Inventory;
 use plan::{plan_wipe, reasons_to_act};
 
@@ -103,11 +105,22 @@ enum Decision {
     },
 }
 
-/// Nothing due → healthy; `--dry-run` → the plan only; no usable backup directory → refused.
-fn decide(run: &mut Run<'_>, inv: &Inventory, sigs: &[plan::Signature]) -> Decision {
+/// Nothing due → healthy; the clocks disagree → refused (every verdict, and every certificate
+/// K3s would mint, depends on them); `--dry-run` → the plan only; no usable backup directory →
+/// refused.
+fn decide(
+    run: &mut Run<'_>,
+    inv: &Inventory,
+    sigs: &[plan::Signature],
+    clock: Option<&ClockSkew>,
+) -> Decision {
     run.report.reasons = reasons_to_act(inv, sigs, run.opts.force);
     if run.report.reasons.is_empty() {
         return Decision::Done(RepairResult::Healthy, None);
+    }
+    if let Some(skew) = clock {
+        run.step("clock", false, skew.reason.clone());
+        return Decision::Done(RepairResult::Refused, Some(skew.refusal()));
     }
     let plan = plan_wipe(inv);
     run.report.plan = Some(plan.clone());

@@ -72,6 +72,12 @@ pub struct RepairReport {
     pub diagnosis: Option<String>,
     /// Why it stopped short, as a stable label (`timeout`, `not_regenerated`, …).
     pub failure: Option<&'static str>,
+    /// The Rancher and K3s versions of the container, when its image says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub era: Option<super::evidence::Era>,
+    /// What could not be seen (unreadable logs, …), in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl RepairReport {
@@ -89,6 +95,8 @@ impl RepairReport {
             steps: vec![],
             diagnosis: None,
             failure: None,
+            era: None,
+            notes: vec![],
         }
     }
 

@@ -6,33 +6,37 @@ use crate::source::Tree;
 
 use super::plan;
 
-/// The helper's script. `$1` is the TLS directory, the rest the files to delete (relative).
+/// The helper's script. `$1` is the TLS directory, `$2` `trigger` to write K3s's
+/// regenerate trigger (only K3s that honours it gets it), the rest the files to delete.
 /// - a file under a directory that is a symbolic link is refused (exit 3): a planted link must
 ///   not lead the deletion elsewhere;
 /// - `rm` removes a link itself, never its target;
 /// - the regenerate trigger is created with noclobber (`O_EXCL`) after removing whatever stood
 ///   there, so a link named `dynamic-cert-regenerate` cannot make it truncate another file.
 pub const SCRIPT: &str = r#"set -e
-d="$1"; shift
+d="$1"; trigger="$2"; shift 2
 cd "$d"
 for f in "$@"; do
   p="${f%/*}"
   if [ "$p" != "$f" ] && [ -L "$p" ]; then echo "refusing $f: $p is a symbolic link" >&2; exit 3; fi
 done
 for f in "$@"; do rm -f -- "$f"; done
-rm -f -- dynamic-cert-regenerate
-set -C
-: > dynamic-cert-regenerate
+if [ "$trigger" = trigger ]; then
+  rm -f -- dynamic-cert-regenerate
+  set -C
+  : > dynamic-cert-regenerate
+fi
 echo "wiped $#""#;
 
 /// The helper's command line.
-pub fn command(tls_path: &str, delete: &[String]) -> Vec<String> {
+pub fn command(tls_path: &str, delete: &[String], trigger: bool) -> Vec<String> {
     let mut cmd = vec![
         "/bin/sh".to_string(),
         "-c".into(),
         SCRIPT.into(),
         "rancher-cert-guard-wipe".into(),
         tls_path.to_string(),
+        if trigger { "trigger" } else { "no-trigger" }.into(),
     ];
     cmd.extend(delete.iter().cloned());
     cmd
@@ -70,7 +74,7 @@ mod tests {
         std::os::unix::fs::symlink("../db/state.db", tls.join("dynamic-cert-regenerate")).unwrap();
         let run = |files: &[&str]| {
             let files: Vec<String> = files.iter().map(|s| s.to_string()).collect();
-            let cmd = command(tls.to_str().unwrap(), &files);
+            let cmd = command(tls.to_str().unwrap(), &files, true);
             Command::new(&cmd[0]).args(&cmd[1..]).output().unwrap()
         };
         let o = run(&["client-admin.crt", "missing.crt"]);

@@ -43,6 +43,10 @@ pub struct Observation {
     pub state: String,
     pub findings: Findings,
     pub report: CheckReport,
+    /// The Rancher and K3s versions, when the image says.
+    pub era: Option<crate::repair::evidence::Era>,
+    /// Why the container's logs could not be read (decided on the certificates alone).
+    pub logs_unreadable: Option<String>,
 }
 
 /// Everything the loop asks of Docker.
@@ -720,6 +724,9 @@ impl<R: Runner> Controller<R> {
         t.status.renew_at = obs.findings.renew_at;
         t.status.earliest_expiry = obs.findings.earliest_expiry;
         t.status.inventory = Some(obs.report.clone());
+        t.status.era = obs.era.clone();
+        t.status.logs_unreadable = obs.logs_unreadable.clone();
+        t.status.clock = obs.findings.clock.clone();
         let gate = t.gate.verdict(now_i);
         let decision = decide(now, &obs.findings, &self.cfg.policy, gate);
         let cap = |d: Duration| d.min(interval);

@@ -132,6 +132,7 @@ impl Runner for Fake {
             renew_at: (!due).then_some(expiry - RENEW_BEFORE),
             stopped: (!w.running.get(name).copied().unwrap_or(true)).then(|| "exited".to_string()),
             pending: w.pending.get(name).cloned(),
+            clock: None,
         };
         Ok(Observation {
             id: format!("id-{name}"),
@@ -144,6 +145,8 @@ impl Runner for Fake {
                 RenewBefore::days(90),
                 &Inventory::default(),
             ),
+            era: None,
+            logs_unreadable: None,
         })
     }
 
@@ -223,6 +226,8 @@ fn report(name: &str, result: RepairResult) -> RepairReport {
         steps: vec![],
         diagnosis: None,
         failure: None,
+        era: None,
+        notes: vec![],
     }
 }
 

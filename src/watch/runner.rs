@@ -2,14 +2,14 @@
 //! is inspect + the TLS tree through the archive API + the logs since the last start (the
 //! same inputs as step 1 of `repair`); a repair is the whole `repair` ladder.
 
-use crate::docker::{parse_rfc3339_nanos, ContainerInfo, DockerClient};
+use crate::docker::{ContainerInfo, DockerClient};
 use crate::error::Error;
-use crate::inventory::{inventory, Inventory, RenewBefore, Status};
+use crate::inventory::{RenewBefore, Status};
 use crate::process::Me;
-use crate::repair::plan::{reasons_to_act, signatures, Signature};
+use crate::repair::evidence::{look, Look};
+use crate::repair::plan::reasons_to_act;
 use crate::repair::{pending, repair_container, Pending, RepairOptions, RepairReport};
 use crate::report::CheckReport;
-use crate::timefmt;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{Found, Observation, Runner};
@@ -29,13 +29,12 @@ pub struct DockerRunner {
 /// What a look found, from the same inputs `repair` decides on.
 pub fn observe(
     info: &ContainerInfo,
-    inv: &Inventory,
-    sigs: &[Signature],
-    now: i64,
+    look: &Look,
     renew_before: RenewBefore,
     tls_path: &str,
     pending: Option<&Pending>,
 ) -> Observation {
+    let (inv, sigs) = (&look.inv, &look.sigs);
     let deciding: Vec<_> = inv.renewable().filter(|c| c.index == 0).collect();
     let urgent = !sigs.is_empty()
         || deciding
@@ -57,18 +56,23 @@ pub fn observe(
             Pending::Busy(_) => schedule::Pending::Busy(p.describe()),
             Pending::Refused(_) => schedule::Pending::Refused(p.describe()),
         }),
+        clock: look.clock.as_ref().map(|c| c.reason.clone()),
     };
+    let mut report = CheckReport::new(
+        format!("container:{}:{tls_path}", info.name),
+        look.now,
+        renew_before,
+        inv,
+    );
+    report.clock = look.clock.clone();
     Observation {
         id: info.id.clone(),
         image: info.image.clone(),
         state: info.status.clone(),
         findings,
-        report: CheckReport::new(
-            format!("container:{}:{tls_path}", info.name),
-            now,
-            renew_before,
-            inv,
-        ),
+        report,
+        era: look.era.is_known().then(|| look.era.clone()),
+        logs_unreadable: look.logs_unreadable.clone(),
     }
 }
 
@@ -99,21 +103,7 @@ impl Runner for DockerRunner {
 
     async fn check(&self, name: &str) -> Result<Observation, Error> {
         let info = self.docker.inspect(name).await?;
-        let tree = self.docker.read_tree(&info.id, &self.tls_path).await?;
-        let now = timefmt::now();
-        let inv = inventory(&tree, now, self.renew_before);
-        let since = info
-            .started_at
-            .as_deref()
-            .and_then(parse_rfc3339_nanos)
-            .unwrap_or(0);
-        let logs = match self.docker.logs_since(&info.id, since, 2000).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(container = %name, error = %e, "cannot read the logs; judging the certificates only");
-                String::new()
-            }
-        };
+        let look = look(&self.docker, &info, &self.tls_path, self.renew_before).await?;
         let pending = pending(
             &self.docker,
             self.opts.backup_dir.as_deref(),
@@ -124,9 +114,7 @@ impl Runner for DockerRunner {
         .await;
         Ok(observe(
             &info,
-            &inv,
-            &signatures(&logs),
-            now,
+            &look,
             self.renew_before,
             &self.tls_path,
             pending.as_ref(),

@@ -202,6 +202,8 @@ pub struct Findings {
     pub stopped: Option<String>,
     /// An interrupted repair left work, or another run acts on the container.
     pub pending: Option<Pending>,
+    /// The clocks disagree (see `diagnose::clock`): nothing may be changed.
+    pub clock: Option<String>,
 }
 
 /// What an earlier run left, as far as deciding goes.
@@ -280,6 +282,14 @@ pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
         }
         Some(Pending::Refused(why)) => return Decision::Report { why: why.clone() },
         None => {}
+    }
+    if let (Some(clock), false) = (&f.clock, f.reasons.is_empty()) {
+        return Decision::Report {
+            why: format!(
+                "due ({}) but the clock looks wrong: {clock}; nothing is changed",
+                summarize(&f.reasons)
+            ),
+        };
     }
     if f.reasons.is_empty() {
         return Decision::Healthy {
@@ -441,6 +451,7 @@ mod tests {
             renew_at: Some(expiry - 90 * DAY),
             stopped: None,
             pending: None,
+            clock: None,
         }
     }
 

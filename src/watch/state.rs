@@ -88,6 +88,12 @@ pub struct TargetStatus {
     pub cooldown_until: Option<i64>,
     /// The circuit breaker is open: `--max-repairs-per-day` repairs in the last 24 h.
     pub breaker_open: bool,
+    /// The Rancher and K3s versions of the container, when its image says.
+    pub era: Option<crate::repair::evidence::Era>,
+    /// Why its logs could not be read (the decision then rests on the certificates alone).
+    pub logs_unreadable: Option<String>,
+    /// Why the clocks cannot be trusted (nothing is changed while they disagree).
+    pub clock: Option<String>,
     /// The last inventory, in the shape of `check -o json`.
     pub inventory: Option<CheckReport>,
 }

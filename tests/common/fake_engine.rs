@@ -75,6 +75,8 @@ pub struct State {
     pub clock_offset: i64,
     /// The daemon is gone until then.
     pub outage_until: Option<Instant>,
+    /// How far the daemon's clock is behind the tool's (seconds).
+    pub daemon_offset: i64,
     pub leases: HashMap<String, Lease>,
     pub lease_seq: u32,
     pub counts: HashMap<&'static str, usize>,
@@ -124,6 +126,7 @@ impl FakeEngine {
                 pong: true,
                 clock_offset: 0,
                 outage_until: None,
+                daemon_offset: 0,
                 leases: HashMap::new(),
                 lease_seq: 0,
                 counts: HashMap::new(),
@@ -301,6 +304,10 @@ impl Engine for FakeEngine {
             restart_count: c.restart_count,
             labels: HashMap::new(),
             auto_remove: c.auto_remove,
+            env: vec![
+                "CATTLE_SERVER_VERSION=v2.5.7".into(),
+                "CATTLE_K3S_VERSION=v1.18.8+k3s1".into(),
+            ],
         })
     }
 
@@ -338,6 +345,18 @@ impl Engine for FakeEngine {
             .filter(|(t, _)| *t >= since_nanos)
             .map(|(_, l)| format!("{l}\n"))
             .collect())
+    }
+
+    async fn read_tail(
+        &self,
+        id: &str,
+        _path: &str,
+        _max: usize,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.enter("read_tail").await?;
+        let mut s = self.s.lock().unwrap();
+        Self::find(&mut s, id).ok_or_else(|| Self::not_found(id))?;
+        Ok(None)
     }
 
     async fn exec(
@@ -399,8 +418,8 @@ impl Engine for FakeEngine {
         let mut s = self.s.lock().unwrap();
         let c = Self::find(&mut s, &target.id).ok_or_else(|| Self::not_found(&target.id))?;
         assert!(!c.running, "the wipe runs only on a stopped container");
-        // cmd: sh -c SCRIPT name TLS files...
-        let files = &cmd[5..];
+        // cmd: sh -c SCRIPT name TLS trigger files...
+        let files = &cmd[6..];
         for f in files {
             c.tree.remove(f);
         }
@@ -455,6 +474,12 @@ impl Engine for FakeEngine {
 
     fn daemon_id(&self) -> String {
         "fake-daemon".into()
+    }
+
+    async fn daemon_time(&self) -> Result<i64, Error> {
+        self.enter("daemon_time").await?;
+        let s = self.s.lock().unwrap();
+        Ok(self.wall(&s) - s.daemon_offset)
     }
 
     fn now(&self) -> i64 {
