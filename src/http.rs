@@ -2,14 +2,35 @@
 //! bearer token is configured — `POST /v1/repair?container=NAME`.
 //!
 //! axum routes on a small hyper accept loop rather than `axum::serve`, for what a sidecar
-//! exposed to a scraper needs and `axum::serve` does not offer: a header-read timeout (a slow
-//! client cannot hold a connection), bounded buffers, a connection cap, and a shutdown that
-//! never waits on a client for more than a second.
+//! exposed to a scraper needs and `axum::serve` does not offer, so that no client can lock the
+//! probes out:
+//! - the accept loop never waits: a connection over the limits is still accepted;
+//! - at most [`MAX_CONNECTIONS`] connections get every endpoint, at most
+//!   [`MAX_CONNECTIONS_PER_PEER`] of them from one address;
+//! - a connection over those limits is served on a health-only lane: `/healthz` and `/readyz`
+//!   answer, anything else gets `503` + `Retry-After`, and the connection closes within
+//!   [`HEALTH_ONLY_DEADLINE`] ([`MAX_HEALTH_ONLY_CONNECTIONS`] at once, beyond which new
+//!   connections are closed at once);
+//! - a header-read timeout, bounded buffers, a response write that makes no progress for
+//!   [`WRITE_TIMEOUT`] (a client that pipelines requests and never reads) closes the
+//!   connection, and no connection outlives [`MAX_CONNECTION_AGE`];
+//! - a shutdown that never waits on a client for more than a second.
+//!
+//! Who reads what: `/healthz`, `/readyz` and `/metrics` are open (the metrics name containers
+//! and certificates, nothing more). `/status` gives its full document (container ids, images,
+//! the inventory, backup paths, errors and log lines) to loopback peers — the image's
+//! `healthcheck --path /status --print`, run inside the container — and to requests with the
+//! bearer token; anyone else gets [`crate::watch::state::StatusSummary`], which reveals nothing
+//! `/metrics` does not.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -19,9 +40,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Format, Metrics};
@@ -34,8 +57,19 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Request bodies are never needed; anything bigger is refused.
 pub const BODY_LIMIT: usize = 4 * 1024;
-/// Connections served at once (a scraper, a probe, a person).
+/// Connections served with every endpoint at once (a scraper, a probe, a person).
 pub const MAX_CONNECTIONS: usize = 32;
+/// Of those, at most this many from one address.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// Connections over the limits served at once on the health-only lane.
+pub const MAX_HEALTH_ONLY_CONNECTIONS: usize = 128;
+/// A health-only connection is closed after this, whatever it is doing.
+pub const HEALTH_ONLY_DEADLINE: Duration = Duration::from_secs(2);
+/// A response write that makes no progress for this long closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed (gracefully: after the response in flight) at this age; clients
+/// reconnect.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
 /// The bearer token of the mutating API. Never printed: `Debug` hides it.
 #[derive(Clone)]
@@ -156,8 +190,74 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn status(State(s): State<AppState>) -> Response {
-    Json(s.shared.snapshot()).into_response()
+/// The peer of a request, put there by [`serve`]. A request without one (another server, a
+/// test calling the router) counts as remote.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// Loopback, including IPv4-mapped loopback on a dual-stack socket.
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// The token of `Authorization: Bearer <token>`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"rancher-cert-guard\"",
+        )],
+        "unauthorized\n",
+    )
+        .into_response()
+}
+
+/// What `/status` shows a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusView {
+    Full,
+    Summary,
+    /// A bearer token was presented and is wrong.
+    Unauthorized,
+}
+
+/// The full document for a loopback peer or the right bearer token; `Unauthorized` for a
+/// wrong token (when one is configured); the summary otherwise.
+pub fn status_view(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    token: Option<&ApiToken>,
+) -> StatusView {
+    if let (Some(token), Some(presented)) = (token, bearer(headers)) {
+        return if token.matches(presented) {
+            StatusView::Full
+        } else {
+            StatusView::Unauthorized
+        };
+    }
+    if peer.is_some_and(is_loopback) {
+        StatusView::Full
+    } else {
+        StatusView::Summary
+    }
+}
+
+async fn status(State(s): State<AppState>, req: Request) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
+    match status_view(peer, req.headers(), s.token.as_ref()) {
+        StatusView::Full => Json(s.shared.snapshot()).into_response(),
+        StatusView::Summary => Json(s.shared.summary()).into_response(),
+        StatusView::Unauthorized => unauthorized(),
+    }
 }
 
 fn json(code: StatusCode, v: serde_json::Value) -> Response {
@@ -169,21 +269,8 @@ async fn repair(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Resp
     let Some(token) = &s.token else {
         return text(StatusCode::NOT_FOUND, "not found\n".into());
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !presented.is_some_and(|p| token.matches(p)) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Bearer realm=\"rancher-cert-guard\"",
-            )],
-            "unauthorized\n",
-        )
-            .into_response();
+    if !bearer(&headers).is_some_and(|p| token.matches(p)) {
+        return unauthorized();
     }
     let q: HashMap<String, String> = match Query::try_from_uri(&uri) {
         Ok(Query(q)) => q,
@@ -244,22 +331,126 @@ async fn repair(State(s): State<AppState>, headers: HeaderMap, uri: Uri) -> Resp
     }
 }
 
+/// The warning to give when the server listens beyond loopback without a token, or `None`.
+pub fn exposure_warning(addr: SocketAddr, token_configured: bool) -> Option<String> {
+    if token_configured || is_loopback(addr.ip()) {
+        return None;
+    }
+    Some(format!(
+        "listening on {addr}, beyond loopback, without an API token: whoever reaches this port \
+         reads /metrics and the /status summary (container names, certificate names and expiry \
+         dates, repair counts); the full /status answers only loopback peers and the bearer \
+         token, and POST /v1/repair is off. Listen on 127.0.0.1, publish the port on the \
+         host's loopback only (-p 127.0.0.1:9795:9795), or set --api-token-file"
+    ))
+}
+
+/// Log [`exposure_warning`] (call once the listener is bound).
+pub fn warn_if_exposed(addr: SocketAddr, token: Option<&ApiToken>) {
+    if let Some(w) = exposure_warning(addr, token.is_some()) {
+        tracing::warn!(%addr, "{w}");
+    }
+}
+
+/// Which endpoints a connection gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Every endpoint, keep-alive.
+    Full,
+    /// Over the limits: `/healthz` and `/readyz`, one request, then closed.
+    HealthOnly,
+}
+
+/// Open connections per peer address.
+#[derive(Debug, Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its peer; uncounted when dropped.
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Peers {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.peers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection holds while it is open.
+#[allow(dead_code)] // held for their Drop
+enum Admission {
+    Full(OwnedSemaphorePermit, PeerSlot),
+    HealthOnly(OwnedSemaphorePermit),
+}
+
+/// The limits of [`serve`]; [`Limits::default`] is what `watch` uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_per_peer: usize,
+    pub max_health_only: usize,
+    pub header_timeout: Duration,
+    pub write_timeout: Duration,
+    pub health_only_deadline: Duration,
+    pub max_connection_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_per_peer: MAX_CONNECTIONS_PER_PEER,
+            max_health_only: MAX_HEALTH_ONLY_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            health_only_deadline: HEALTH_ONLY_DEADLINE,
+            max_connection_age: MAX_CONNECTION_AGE,
+        }
+    }
+}
+
 /// Serve `app` on `listener` until `shutdown`; then stop accepting, let open requests finish
 /// for up to a second, and return.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
+    serve_with(listener, app, shutdown, Limits::default()).await
+}
 
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// [`serve`] with other limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let full = Arc::new(Semaphore::new(limits.max_connections));
+    let health_only = Arc::new(Semaphore::new(limits.max_health_only));
+    let peers = Arc::new(Peers::default());
     let mut conns = JoinSet::new();
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -272,24 +463,36 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             },
         };
         while conns.try_join_next().is_some() {}
-        let service = TowerToHyperService::new(app.clone());
-        let mut close = close_rx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(16 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = close.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        let ip = peer.ip().to_canonical();
+        let admission = match peers.take(ip, limits.max_per_peer) {
+            Some(slot) => match full.clone().try_acquire_owned() {
+                Ok(permit) => Some(Admission::Full(permit, slot)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let admission = match admission {
+            Some(a) => a,
+            None => match health_only.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracing::debug!(%peer, "connection limits reached: health-only lane");
+                    Admission::HealthOnly(permit)
                 }
-            }
+                Err(_) => {
+                    tracing::debug!(%peer, "every lane is full: connection closed");
+                    continue; // dropping the stream closes it
+                }
+            },
+        };
+        let lane = match admission {
+            Admission::Full(..) => Lane::Full,
+            Admission::HealthOnly(_) => Lane::HealthOnly,
+        };
+        let app = app.clone();
+        let close = close_rx.clone();
+        conns.spawn(async move {
+            let _admission = admission;
+            serve_connection(stream, peer, lane, app, limits, close).await;
         });
     }
     drop(listener);
@@ -299,6 +502,164 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
     })
     .await;
     conns.abort_all();
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    lane: Lane,
+    app: Router,
+    limits: Limits,
+    mut close: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
+        let mut app = app.clone();
+        async move {
+            let path = req.uri().path();
+            if lane == Lane::HealthOnly && path != "/healthz" && path != "/readyz" {
+                return Ok::<_, std::convert::Infallible>(busy());
+            }
+            tower_service::Service::call(&mut app, req).await
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .max_buf_size(16 * 1024)
+        .keep_alive(lane == Lane::Full)
+        .header_read_timeout(match lane {
+            Lane::Full => limits.header_timeout,
+            Lane::HealthOnly => limits.health_only_deadline,
+        });
+    let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let life = match lane {
+        Lane::Full => limits.max_connection_age,
+        Lane::HealthOnly => limits.health_only_deadline,
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = tokio::time::sleep(life), if lane == Lane::HealthOnly => {}
+        _ = tokio::time::sleep(life), if lane == Lane::Full => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT + limits.write_timeout, conn).await;
+        }
+        _ = close.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+/// The answer of the health-only lane to anything but the probes.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, "1"),
+            (header::CONNECTION, "close"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "busy: too many connections (from this address, or in all); only /healthz and /readyz answer now\n",
+    )
+        .into_response()
+}
+
+/// A stream whose writes fail with `TimedOut` once they have made no progress for `limit`: a
+/// client that stops reading cannot hold a connection (and its response) forever.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed at the first write that could not proceed; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write returned `Pending`: `Pending` until the deadline, then the error.
+    fn stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response write timed out: the client does not read",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(&mut self, p: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match p {
+            Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let p = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(p, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(p, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let p = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(p, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let p = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progress(p, cx)
+    }
 }
 
 #[cfg(test)]
@@ -315,5 +676,137 @@ mod tests {
         assert_eq!(format!("{t:?}"), "ApiToken(<redacted>)");
         assert!("".parse::<ApiToken>().is_err());
         assert!("a b".parse::<ApiToken>().is_err());
+    }
+
+    #[test]
+    fn who_sees_the_full_status() {
+        let token: ApiToken = "s3cret".parse().unwrap();
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        let none = HeaderMap::new();
+        let remote: Option<IpAddr> = Some("10.1.2.3".parse().unwrap());
+        let lo4: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+        let lo6: Option<IpAddr> = Some("::1".parse().unwrap());
+        let mapped: Option<IpAddr> = Some("::ffff:127.0.0.1".parse().unwrap());
+        assert_eq!(status_view(remote, &none, None), StatusView::Summary);
+        assert_eq!(
+            status_view(remote, &none, Some(&token)),
+            StatusView::Summary
+        );
+        assert_eq!(status_view(None, &none, Some(&token)), StatusView::Summary);
+        assert_eq!(
+            status_view(remote, &with("Bearer s3cret"), Some(&token)),
+            StatusView::Full
+        );
+        assert_eq!(
+            status_view(remote, &with("Bearer nope"), Some(&token)),
+            StatusView::Unauthorized
+        );
+        assert_eq!(
+            status_view(lo4, &with("Bearer nope"), Some(&token)),
+            StatusView::Unauthorized
+        );
+        // Without a configured token a presented one means nothing.
+        assert_eq!(
+            status_view(remote, &with("Bearer s3cret"), None),
+            StatusView::Summary
+        );
+        for lo in [lo4, lo6, mapped] {
+            assert_eq!(status_view(lo, &none, None), StatusView::Full);
+            assert_eq!(status_view(lo, &none, Some(&token)), StatusView::Full);
+        }
+    }
+
+    #[tokio::test]
+    async fn status_over_the_router() {
+        use crate::watch::state::{StatusDoc, TargetStatus};
+        let shared = Arc::new(Shared::new(Duration::from_secs(30), StatusDoc::default()));
+        let mut targets = std::collections::BTreeMap::new();
+        targets.insert(
+            "rancher".to_string(),
+            TargetStatus {
+                container: "rancher".into(),
+                id: Some("0123456789abcdef".into()),
+                ..TargetStatus::default()
+            },
+        );
+        shared.publish(targets);
+        let (tx, _rx) = mpsc::channel(1);
+        let app = router(AppState {
+            metrics: Arc::new(Metrics::new(shared.clone())),
+            shared,
+            token: Some("s3cret".parse().unwrap()),
+            commands: tx,
+        });
+        let ask = |peer: &str, auth: Option<&str>| {
+            let mut app = app.clone();
+            let mut req = Request::builder().uri("/status");
+            if let Some(a) = auth {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            let mut req = req.body(axum::body::Body::empty()).unwrap();
+            req.extensions_mut().insert(Peer(peer.parse().unwrap()));
+            async move {
+                let r = tower_service::Service::call(&mut app, req).await.unwrap();
+                let code = r.status();
+                let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                (code, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let (code, body) = ask("10.0.0.7:40000", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("\"view\":\"summary\""), "{body}");
+        assert!(!body.contains("0123456789abcdef"), "{body}");
+        let (code, body) = ask("10.0.0.7:40000", Some("Bearer s3cret")).await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("0123456789abcdef"), "{body}");
+        let (code, _) = ask("10.0.0.7:40000", Some("Bearer wrong")).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        let (code, body) = ask("127.0.0.1:40000", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("0123456789abcdef"), "{body}");
+    }
+
+    #[test]
+    fn exposure_is_warned_beyond_loopback_without_a_token() {
+        let w = |a: &str, t: bool| exposure_warning(a.parse().unwrap(), t);
+        assert!(w("0.0.0.0:9795", false).is_some_and(|m| m.contains("--api-token-file")));
+        assert!(w("[::]:9795", false).is_some());
+        assert!(w("192.168.1.5:9795", false).is_some());
+        assert_eq!(w("0.0.0.0:9795", true), None);
+        assert_eq!(w("127.0.0.1:9795", false), None);
+        assert_eq!(w("[::1]:9795", false), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_makes_no_progress_times_out() {
+        use tokio::io::AsyncWriteExt;
+        // A pipe whose reader never reads: the writer fills it, then stalls.
+        let (a, _b) = tokio::io::duplex(1024);
+        let mut w = WriteDeadline::new(a, Duration::from_secs(5));
+        let t0 = tokio::time::Instant::now();
+        let err = w.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(t0.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_steady_reader_is_not_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, mut b) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            while total < 8192 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                total += b.read(&mut buf).await.unwrap();
+            }
+        });
+        let mut w = WriteDeadline::new(a, Duration::from_secs(5));
+        w.write_all(&[0u8; 8192]).await.unwrap();
+        reader.await.unwrap();
     }
 }
