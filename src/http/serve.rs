@@ -34,11 +34,13 @@ pub fn exposure_warning(addr: SocketAddr, token_configured: bool) -> Option<Stri
         return None;
     }
     Some(format!(
-        "listening on {addr}, beyond loopback, without an API token: whoever reaches this port \
-         reads /metrics and the /status summary (container names, certificate names and expiry \
-         dates, repair counts); the full /status answers only loopback peers and the bearer \
-         token, and POST /v1/repair is off. Listen on 127.0.0.1, publish the port on the \
-         host's loopback only (-p 127.0.0.1:9795:9795), or set --api-token-file"
+        "listening on {addr}, beyond loopback, without an API token: whoever reaches this \
+         port reads /metrics and the /status summary (container names, certificate names and \
+         expiry dates, repair counts); the full /status answers only loopback peers and the \
+         bearer token, and POST /v1/repair is off. In a container this is expected when the \
+         port is published on the host's loopback only (-p 127.0.0.1:9795:9795, as \
+         compose/docker-compose.yml does); otherwise listen on 127.0.0.1 or set \
+         --api-token-file"
     ))
 }
 
