@@ -4,7 +4,9 @@
 //! served over loopback by the `watch` HTTP server. The hostile values must come back from the
 //! parsers exactly, inside their own label, and forge no series.
 //!
-//! Needs no Docker: the tree is judged from a directory and published as `watch` publishes it.
+//! The first test needs no Docker: the tree is judged from a directory and published as
+//! `watch` publishes it. The second puts the same tree in a container and scrapes the `watch`
+//! binary watching it, so the names also travel through Docker's archive stream.
 //! `promtool` (and a Python with `prometheus_client`) are required under `CI=true`
 //! (`scripts/ensure-docker.sh` installs `prometheus` and `python3-prometheus-client`).
 
@@ -13,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -281,5 +283,100 @@ fn metrics_with_hostile_names_pass_real_parsers() {
                     && *v == 1.0),
             "{flavour}: build info"
         );
+    }
+}
+
+/// A process killed (by its PID) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hostile_names_read_from_a_container_pass_real_parsers() {
+    if !docker_available() {
+        return;
+    }
+    let now = now();
+    let dir = tempfile::tempdir().unwrap();
+    hostile_tree(dir.path(), now);
+    let image = build_tree_image(dir.path());
+    let name = unique("hostile-tree");
+    let _c = ContainerGuard(name.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        TEST_LABEL,
+        "--network",
+        "none",
+        &image.0,
+        "sleep",
+        "600",
+    ]);
+
+    let wdir = tempfile::tempdir().unwrap();
+    let addr_file = wdir.path().join("addr");
+    let mut cmd = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CERT_GUARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    let _watch = Killed(
+        cmd.args(["watch", "--monitor-only", "--container", &name])
+            .args(["--listen", "127.0.0.1:0", "--addr-file"])
+            .arg(&addr_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut addr = String::new();
+    wait_for(10, "watch's address file", || {
+        addr = std::fs::read_to_string(&addr_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        !addr.is_empty()
+    });
+    let up = format!("rancher_cert_guard_target_up{{container=\"{name}\"}} 1");
+    let mut text = String::new();
+    wait_for(60, "watch to read the container's tree", || {
+        text = http_get(&addr, "/metrics")
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        text.contains(&up)
+    });
+
+    if let Some(promtool) = promtool() {
+        let o = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &text);
+        assert!(
+            o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let Some(py) = python() else { return };
+    let samples = parse_with_python(py, "classic", &text);
+    for (file, cn) in HOSTILE {
+        let hit = samples
+            .iter()
+            .find(|(n, l, _)| n == "x509_cert_not_after" && l["filename"] == *file)
+            .unwrap_or_else(|| panic!("no series for {file:?}"));
+        assert_eq!(hit.1["subject_CN"], *cn);
+        assert_eq!(hit.1["container"], name);
+    }
+    for (n, labels, _) in &samples {
+        if let Some(c) = labels.get("container") {
+            assert_eq!(c, &name, "forged series {n} {labels:?}");
+        }
     }
 }
