@@ -276,8 +276,9 @@ impl Shared {
         doc
     }
 
-    /// The `/status` everyone may read: what `/metrics` already says, in the same shape as
-    /// the full document (a subset of its fields), so one client reads both.
+    /// The `/status` everyone may read: what `/metrics` (and, for readiness, `/readyz`)
+    /// already say, in the same shape as the full document (a subset of its fields), so one
+    /// client reads both.
     pub fn summary(&self) -> StatusSummary {
         let ready = self.not_ready().is_empty();
         let docker_reachable = self.docker_up();
@@ -297,7 +298,8 @@ impl Shared {
     }
 }
 
-/// `/status` for a peer that may not see the full document: nothing beyond `/metrics` (no
+/// `/status` for a peer that may not see the full document: nothing beyond `/metrics` and
+/// `/readyz` (no
 /// container ids, images, Docker host, inventory, backup paths, errors, reasons or log lines).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusSummary {
