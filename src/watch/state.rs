@@ -299,8 +299,8 @@ impl Shared {
 }
 
 /// `/status` for a peer that may not see the full document: nothing beyond `/metrics` and
-/// `/readyz` (no
-/// container ids, images, Docker host, inventory, backup paths, errors, reasons or log lines).
+/// `/readyz` (no container ids, images, Docker host, inventory, backup paths, errors, reasons
+/// or log lines).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusSummary {
     /// `summary`.
