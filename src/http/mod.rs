@@ -43,7 +43,7 @@ use crate::watch::controller::{ApiCommand, ApiReply};
 use crate::watch::state::Shared;
 
 mod serve;
-pub use serve::{exposure_warning, serve, serve_with, warn_if_exposed, Limits};
+pub use serve::{exposure_warning, serve, warn_if_exposed};
 
 /// Whole-request deadline.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -97,55 +97,55 @@ impl Drop for PeerSlot {
     }
 }
 
-/// What a connection holds while it is open.
-#[allow(dead_code)] // held for their Drop
-enum Admission {
-    Full(OwnedSemaphorePermit, PeerSlot),
-    HealthOnly(OwnedSemaphorePermit),
+/// What a connection holds while it is open; released when dropped.
+struct Admission {
+    lane: Lane,
+    _permit: OwnedSemaphorePermit,
+    /// Full-lane connections count against their peer.
+    _peer: Option<PeerSlot>,
 }
 
-/// The limits of [`serve`]; [`Limits::default`] is what `watch` uses.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_per_peer: usize,
-    pub max_health_only: usize,
-    pub header_timeout: Duration,
-    pub write_timeout: Duration,
-    pub health_only_deadline: Duration,
-    pub max_connection_age: Duration,
+/// The counters behind the limits.
+struct Limits {
+    full: Arc<Semaphore>,
+    health_only: Arc<Semaphore>,
+    peers: Arc<Peers>,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+impl Limits {
+    fn new() -> Self {
         Self {
-            max_connections: MAX_CONNECTIONS,
-            max_per_peer: MAX_CONNECTIONS_PER_PEER,
-            max_health_only: MAX_HEALTH_ONLY_CONNECTIONS,
-            header_timeout: HEADER_TIMEOUT,
-            write_timeout: WRITE_TIMEOUT,
-            health_only_deadline: HEALTH_ONLY_DEADLINE,
-            max_connection_age: MAX_CONNECTION_AGE,
+            full: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            health_only: Arc::new(Semaphore::new(MAX_HEALTH_ONLY_CONNECTIONS)),
+            peers: Arc::new(Peers::default()),
         }
+    }
+
+    /// The full lane while the peer and the server are under their limits, else the
+    /// health-only lane while it has room, else `None` (close the connection).
+    fn admit(&self, ip: IpAddr) -> Option<Admission> {
+        if let Some(slot) = self.peers.take(ip, MAX_CONNECTIONS_PER_PEER) {
+            if let Ok(permit) = self.full.clone().try_acquire_owned() {
+                return Some(Admission {
+                    lane: Lane::Full,
+                    _permit: permit,
+                    _peer: Some(slot),
+                });
+            }
+        }
+        let permit = self.health_only.clone().try_acquire_owned().ok()?;
+        Some(Admission {
+            lane: Lane::HealthOnly,
+            _permit: permit,
+            _peer: None,
+        })
     }
 }
 
 /// Serve `app` on `listener` until `shutdown`; then stop accepting, let open requests finish
 /// for up to a second, and return.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    serve_with(listener, app, shutdown, Limits::default()).await
-}
-
-/// [`serve`] with other limits.
-pub async fn serve_with(
-    listener: TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-    limits: Limits,
-) {
-    let full = Arc::new(Semaphore::new(limits.max_connections));
-    let health_only = Arc::new(Semaphore::new(limits.max_health_only));
-    let peers = Arc::new(Peers::default());
+    let limits = Limits::new();
     let mut conns = JoinSet::new();
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     loop {
@@ -162,36 +162,19 @@ pub async fn serve_with(
             },
         };
         while conns.try_join_next().is_some() {}
-        let ip = peer.ip().to_canonical();
-        let admission = match peers.take(ip, limits.max_per_peer) {
-            Some(slot) => match full.clone().try_acquire_owned() {
-                Ok(permit) => Some(Admission::Full(permit, slot)),
-                Err(_) => None,
-            },
-            None => None,
+        let Some(admission) = limits.admit(peer.ip().to_canonical()) else {
+            tracing::debug!(%peer, "every lane is full: connection closed");
+            continue; // dropping the stream closes it
         };
-        let admission = match admission {
-            Some(a) => a,
-            None => match health_only.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tracing::debug!(%peer, "connection limits reached: health-only lane");
-                    Admission::HealthOnly(permit)
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "every lane is full: connection closed");
-                    continue; // dropping the stream closes it
-                }
-            },
-        };
-        let lane = match admission {
-            Admission::Full(..) => Lane::Full,
-            Admission::HealthOnly(_) => Lane::HealthOnly,
-        };
+        if admission.lane == Lane::HealthOnly {
+            tracing::debug!(%peer, "connection limits reached: health-only lane");
+        }
         let app = app.clone();
         let close = close_rx.clone();
         conns.spawn(async move {
-            let _admission = admission;
-            serve_connection(stream, peer, lane, app, limits, close).await;
+            let lane = admission.lane;
+            serve_connection(stream, peer, lane, app, close).await;
+            drop(admission);
         });
     }
     drop(listener);
@@ -208,7 +191,6 @@ async fn serve_connection(
     peer: SocketAddr,
     lane: Lane,
     app: Router,
-    limits: Limits,
     mut close: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper::server::conn::http1;
@@ -225,28 +207,28 @@ async fn serve_connection(
             tower_service::Service::call(&mut app, req).await
         }
     });
+    let (header_timeout, life) = match lane {
+        Lane::Full => (HEADER_TIMEOUT, MAX_CONNECTION_AGE),
+        Lane::HealthOnly => (HEALTH_ONLY_DEADLINE, HEALTH_ONLY_DEADLINE),
+    };
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .max_buf_size(16 * 1024)
         .keep_alive(lane == Lane::Full)
-        .header_read_timeout(match lane {
-            Lane::Full => limits.header_timeout,
-            Lane::HealthOnly => limits.health_only_deadline,
-        });
-    let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+        .header_read_timeout(header_timeout);
+    let io = TokioIo::new(WriteDeadline::new(stream, WRITE_TIMEOUT));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let life = match lane {
-        Lane::Full => limits.max_connection_age,
-        Lane::HealthOnly => limits.health_only_deadline,
-    };
     tokio::select! {
         _ = conn.as_mut() => {}
+        // A health-only connection is cut at its deadline, whatever it is doing.
         _ = tokio::time::sleep(life), if lane == Lane::HealthOnly => {}
+        // A full one finishes its response in flight (bounded by the request and write
+        // timeouts) and closes.
         _ = tokio::time::sleep(life), if lane == Lane::Full => {
             conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT + limits.write_timeout, conn).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT + WRITE_TIMEOUT, conn).await;
         }
         _ = close.changed() => {
             conn.as_mut().graceful_shutdown();
