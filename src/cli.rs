@@ -188,6 +188,10 @@ pub struct WatchArgs {
         default_value = "/tmp/rancher-cert-guard.addr"
     )]
     pub addr_file: PathBuf,
+    /// x509-certificate-exporter series to serve beside `x509_cert_*`: v3 (`x509_read_errors`),
+    /// v4 (`x509_source_up`, `x509_source_errors_total`) or both.
+    #[arg(long, env = "CERT_GUARD_EXPORTER_COMPAT", value_enum, default_value_t = crate::metrics::ExporterCompat::V3)]
+    pub exporter_compat: crate::metrics::ExporterCompat,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -137,7 +137,17 @@ fn image_watch_renews_a_due_rancher_without_help() {
     ] {
         assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
     }
-    assert!(metrics.trim_end().ends_with("# EOF"));
+    // Without an Accept asking for OpenMetrics: the classic text format (what curl and
+    // `promtool check metrics` read); Prometheus asks for OpenMetrics and gets it.
+    assert!(!metrics.lines().any(|l| l == "# EOF"));
+    let (_, openmetrics) = http_request(
+        &addr,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .unwrap();
+    assert!(openmetrics.trim_end().ends_with("# EOF"));
 
     // Status: inventory without key material, next action, backup named.
     let (_, status) = http_get(&addr, "/status").unwrap();

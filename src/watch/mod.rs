@@ -160,6 +160,7 @@ pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> u8 {
         }
     };
     write_addr_file(&cfg.addr_file, addr);
+    http::warn_if_exposed(addr, cfg.token.as_ref());
     if !cfg.loop_cfg.policy.monitor_only {
         if let Some(dir) = &cfg.repair.backup_dir {
             if let Err(e) = crate::repair::backup::probe_writable(dir) {
@@ -184,7 +185,7 @@ pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> u8 {
     };
     let shared = Arc::new(Shared::new(cfg.loop_cfg.tick, doc));
     shared.tick();
-    let metrics = Arc::new(Metrics::new(shared.clone()));
+    let metrics = Arc::new(Metrics::with_compat(shared.clone(), args.exporter_compat));
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let server_stop = CancellationToken::new();
     let app = http::router(AppState {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -86,7 +86,7 @@ pub struct TargetStatus {
     /// The cooldown after the last repair ends then (null: not cooling down).
     #[serde(with = "opt_rfc3339")]
     pub cooldown_until: Option<i64>,
-    /// The circuit breaker is open: `--max-repairs-per-day` repairs in the last 24 h.
+    /// The circuit breaker refuses repairs of this target right now (too many in 24 h).
     pub breaker_open: bool,
     /// The Rancher and K3s versions of the container, when its image says.
     pub era: Option<crate::repair::evidence::Era>,
@@ -97,6 +97,30 @@ pub struct TargetStatus {
     /// The last inventory, in the shape of `check -o json`.
     pub inventory: Option<CheckReport>,
 }
+
+/// True when a path of the TLS tree lies in a backup directory (`tls-<unix>` that
+/// `k3s certificate rotate` and Rancher's `--cluster-reset` start leave, k3s-facts §1.1 and
+/// top fact 8): those certificates are history, never exported nor counted as errors.
+pub fn under_backup_dir(path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    parts.pop(); // the file name itself
+    parts.iter().any(|d| d.starts_with("tls-"))
+}
+
+/// The `reason`s of `x509_source_errors_total` that exist from a target's first look (at 0,
+/// so `increase()` sees the first error): the inventory's problem reasons, which share
+/// x509-certificate-exporter v4's names where they overlap (`bad_pem`, `no_certificate_found`,
+/// `decode_failed`, `read_failed`). A look that cannot read the tree at all counts as
+/// `read_failed`. Reasons added later appear the first time they occur.
+pub const SOURCE_ERROR_REASONS: &[&str] = &[
+    "bad_pem",
+    "decode_failed",
+    "empty",
+    "no_certificate_found",
+    "not_regular_file",
+    "read_failed",
+    "too_large",
+];
 
 /// The `/status` document.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -126,6 +150,9 @@ pub struct Shared {
     docker_up: AtomicBool,
     first_scan_done: AtomicBool,
     doc: RwLock<StatusDoc>,
+    /// Per (container, reason): files that could not be judged, counted at every finished
+    /// look, and looks that failed. Kept here because [`Shared::publish`] sees every look.
+    source_errors: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Shared {
@@ -137,6 +164,7 @@ impl Shared {
             docker_up: AtomicBool::new(false),
             first_scan_done: AtomicBool::new(false),
             doc: RwLock::new(doc),
+            source_errors: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -181,10 +209,60 @@ impl Shared {
         v
     }
 
-    /// Replace the targets of the document.
+    /// Replace the targets of the document (and count the errors of the looks that finished
+    /// since the last publish).
     pub fn publish(&self, targets: BTreeMap<String, TargetStatus>) {
         let mut doc = self.doc.write().unwrap_or_else(|p| p.into_inner());
+        self.count_source_errors(&doc.targets, &targets);
         doc.targets = targets;
+    }
+
+    /// A look finished when a target's `last_check` changed (seconds: a second look within
+    /// the same second of the same target goes uncounted).
+    fn count_source_errors(
+        &self,
+        old: &BTreeMap<String, TargetStatus>,
+        new: &BTreeMap<String, TargetStatus>,
+    ) {
+        let mut counts = self.source_errors.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, t) in new {
+            let Some(at) = t.last_check else { continue };
+            if old.get(name).and_then(|o| o.last_check) == Some(at) {
+                continue;
+            }
+            if !t.up {
+                *counts
+                    .entry((name.clone(), "read_failed".into()))
+                    .or_default() += 1;
+                continue;
+            }
+            let Some(inv) = &t.inventory else { continue };
+            for p in inv.problems.iter().filter(|p| !under_backup_dir(&p.path)) {
+                *counts
+                    .entry((name.clone(), p.reason.as_str().to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// `((container, reason), count)` for every current target, the reasons of
+    /// [`SOURCE_ERROR_REASONS`] included at 0.
+    pub fn source_errors(&self) -> Vec<((String, String), u64)> {
+        let names: Vec<String> = self.read(|d| d.targets.keys().cloned().collect());
+        let counts = self.source_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for name in names {
+            for r in SOURCE_ERROR_REASONS {
+                out.insert((name.clone(), r.to_string()), 0);
+            }
+            for ((c, r), n) in counts.range((name.clone(), String::new())..) {
+                if *c != name {
+                    break;
+                }
+                out.insert((c.clone(), r.clone()), *n);
+            }
+        }
+        out.into_iter().collect()
     }
 
     pub fn set_docker_version(&self, version: String) {
@@ -205,6 +283,107 @@ impl Shared {
         doc.ready = self.not_ready().is_empty();
         doc
     }
+
+    /// The `/status` everyone may read: what `/metrics` (and, for readiness, `/readyz`)
+    /// already say, in the same shape as the full document (a subset of its fields), so one
+    /// client reads both.
+    pub fn summary(&self) -> StatusSummary {
+        let ready = self.not_ready().is_empty();
+        let docker_reachable = self.docker_up();
+        self.read(|d| StatusSummary {
+            view: "summary",
+            full_view: "answered to loopback peers and with Authorization: Bearer <token>",
+            version: d.version,
+            ready,
+            docker_reachable,
+            renew_before_days: d.renew_before_days,
+            targets: d
+                .targets
+                .iter()
+                .map(|(k, t)| (k.clone(), TargetSummary::of(t)))
+                .collect(),
+        })
+    }
+}
+
+/// `/status` for a peer that may not see the full document: nothing beyond `/metrics` and
+/// `/readyz` (no container ids, images, Docker host, inventory, backup paths, errors, reasons
+/// or log lines).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSummary {
+    /// `summary`.
+    pub view: &'static str,
+    /// Who gets the full document.
+    pub full_view: &'static str,
+    pub version: &'static str,
+    pub ready: bool,
+    pub docker_reachable: bool,
+    pub renew_before_days: u32,
+    pub targets: BTreeMap<String, TargetSummary>,
+}
+
+/// One target in [`StatusSummary`]: each field has a series in `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSummary {
+    pub container: String,
+    pub up: bool,
+    /// `repair` while one runs (`rancher_cert_guard_repair_in_progress`).
+    pub in_progress: Option<&'static str>,
+    #[serde(with = "opt_rfc3339")]
+    pub last_check: Option<i64>,
+    #[serde(with = "opt_rfc3339")]
+    pub last_success: Option<i64>,
+    pub status: Option<Status>,
+    #[serde(with = "opt_rfc3339")]
+    pub renew_at: Option<i64>,
+    #[serde(with = "opt_rfc3339")]
+    pub earliest_expiry: Option<i64>,
+    pub next_action: Option<NextActionAt>,
+    pub last_repair: Option<RepairOutcome>,
+    pub repairs_last_24h: u32,
+    pub breaker_open: bool,
+}
+
+impl TargetSummary {
+    fn of(t: &TargetStatus) -> Self {
+        Self {
+            container: t.container.clone(),
+            up: t.up,
+            in_progress: t.in_progress.filter(|p| *p == "repair"),
+            last_check: t.last_check,
+            last_success: t.last_success,
+            status: t.status,
+            renew_at: t.renew_at,
+            earliest_expiry: t.earliest_expiry,
+            next_action: t.next_action.as_ref().map(|n| NextActionAt { at: n.at }),
+            last_repair: t.last_repair.as_ref().map(|r| RepairOutcome {
+                result: r.result.clone(),
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                restarts: r.restarts,
+            }),
+            repairs_last_24h: t.repairs_last_24h,
+            breaker_open: t.breaker_open,
+        }
+    }
+}
+
+/// When the next look is (not why: the reason can name files).
+#[derive(Debug, Clone, Serialize)]
+pub struct NextActionAt {
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub at: i64,
+}
+
+/// The last repair without its backup path, reasons and diagnosis.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairOutcome {
+    pub result: String,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub started_at: i64,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub finished_at: i64,
+    pub restarts: u32,
 }
 
 #[cfg(test)]
@@ -232,5 +411,151 @@ mod tests {
         s.set_first_scan_done();
         assert!(s.not_ready().is_empty());
         assert!(s.snapshot().ready);
+    }
+
+    fn looked(
+        name: &str,
+        at: i64,
+        up: bool,
+        problems: &[(&str, crate::inventory::ProblemReason)],
+    ) -> TargetStatus {
+        let inv = CheckReport {
+            source: String::new(),
+            checked_at: at,
+            renew_before_days: 90,
+            status: Status::Ok,
+            certificates: vec![],
+            keys: vec![],
+            problems: problems
+                .iter()
+                .map(|(p, r)| crate::inventory::Problem {
+                    path: p.to_string(),
+                    reason: *r,
+                    detail: String::new(),
+                })
+                .collect(),
+            error: None,
+            clock: None,
+        };
+        TargetStatus {
+            container: name.into(),
+            up,
+            last_check: Some(at),
+            inventory: Some(inv),
+            ..TargetStatus::default()
+        }
+    }
+
+    fn count(s: &Shared, name: &str, reason: &str) -> u64 {
+        s.source_errors()
+            .into_iter()
+            .find(|((c, r), _)| c == name && r == reason)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| panic!("no series for {name}/{reason}"))
+    }
+
+    #[test]
+    fn source_errors_count_every_finished_look_once() {
+        use crate::inventory::ProblemReason::{BadPem, TooLarge};
+        let s = Shared::new(Duration::from_secs(30), StatusDoc::default());
+        let publish = |t: TargetStatus| s.publish(BTreeMap::from([(t.container.clone(), t)]));
+        let bad = [
+            ("a.crt", BadPem),
+            ("b.crt", BadPem),
+            ("tls-1/c.crt", TooLarge),
+        ];
+        publish(looked("r", 100, true, &bad));
+        assert_eq!(count(&s, "r", "bad_pem"), 2);
+        assert_eq!(count(&s, "r", "too_large"), 0, "backups are not counted");
+        // The same look published again (the loop publishes every turn): not counted again.
+        publish(looked("r", 100, true, &bad));
+        assert_eq!(count(&s, "r", "bad_pem"), 2);
+        // The next look sees them again.
+        publish(looked("r", 160, true, &bad));
+        assert_eq!(count(&s, "r", "bad_pem"), 4);
+        // A failed look keeps the old inventory: counted as one read_failed, not its problems.
+        publish(looked("r", 220, false, &bad));
+        assert_eq!(count(&s, "r", "bad_pem"), 4);
+        assert_eq!(count(&s, "r", "read_failed"), 1);
+        // A target gone has no series; back again, it keeps counting from where it was.
+        s.publish(BTreeMap::new());
+        assert!(s.source_errors().is_empty());
+        publish(looked("r", 280, true, &bad));
+        assert_eq!(count(&s, "r", "bad_pem"), 6);
+        assert_eq!(count(&s, "r", "empty"), 0);
+    }
+
+    #[test]
+    fn the_summary_says_nothing_metrics_do_not() {
+        let s = Shared::new(
+            Duration::from_secs(30),
+            StatusDoc {
+                docker_host: "unix:///secret/docker.sock".into(),
+                ..StatusDoc::default()
+            },
+        );
+        let mut t = looked(
+            "rancher",
+            100,
+            true,
+            &[("garbage.crt", crate::inventory::ProblemReason::BadPem)],
+        );
+        t.id = Some("0123456789ab".into());
+        t.image = Some("rancher/rancher:v2.5.7".into());
+        t.last_error = Some("log line: x509: certificate has expired".into());
+        t.reasons = vec!["client-admin.crt expires in 20 days".into()];
+        t.decision = Some("repair: due".into());
+        t.breaker_open = true;
+        t.in_progress = Some("check");
+        t.next_action = Some(NextAction {
+            at: 200,
+            action: "check",
+            why: "the next certificate enters the renewal window".into(),
+        });
+        t.last_repair = Some(RepairSummary {
+            result: "failed".into(),
+            requested_by: "schedule",
+            started_at: 50,
+            finished_at: 90,
+            restarts: 2,
+            backup: Some("/backups/rancher-20261124T172347Z.tar".into()),
+            reasons: vec!["reason".into()],
+            diagnosis: Some("Waiting for server to become available".into()),
+        });
+        s.publish(BTreeMap::from([("rancher".to_string(), t)]));
+        let full = serde_json::to_string(&s.snapshot()).unwrap();
+        let summary = serde_json::to_string(&s.summary()).unwrap();
+        for secret in [
+            "0123456789ab",
+            "rancher/rancher:v2.5.7",
+            "log line",
+            "client-admin.crt",
+            "repair: due",
+            "/backups/",
+            "Waiting for server",
+            "garbage.crt",
+            "docker.sock",
+            "renewal window",
+        ] {
+            assert!(full.contains(secret), "{secret} in the full view");
+            assert!(
+                !summary.contains(secret),
+                "{secret} leaked into the summary: {summary}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        let t = &v["targets"]["rancher"];
+        assert_eq!(v["view"], "summary");
+        assert_eq!(t["breaker_open"], true);
+        assert_eq!(
+            t["in_progress"],
+            serde_json::Value::Null,
+            "a look is not in /metrics"
+        );
+        assert_eq!(t["last_repair"]["result"], "failed");
+        assert_eq!(t["last_repair"]["restarts"], 2);
+        assert!(t["next_action"]["at"].is_string());
+        let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+        assert_eq!(full["targets"]["rancher"]["breaker_open"], true);
     }
 }
