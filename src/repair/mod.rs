@@ -251,7 +251,7 @@ pub async fn repair_container(
         };
     let archive_s = archive.display().to_string();
     run.report.backup = Some(archive_s.clone());
-    let pruned = backup::prune(&backup_dir, &info.name, opts.keep_backups);
+    let pruned = backup::prune(&backup_dir, &info.name, opts.keep_backups, &archive);
     run.step(
         "backup",
         true,
