@@ -283,6 +283,38 @@ volumes:
     );
     assert!(init_logs.contains("healthy"), "{init_logs}");
     assert!(init_logs.contains("first start"), "{init_logs}");
+    // The backups volume is private from birth: it takes the mode of the image's /backups.
+    let backups = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        &format!("name={project}_cert-guard-backups"),
+    ]);
+    let o = docker_raw(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        TEST_LABEL,
+        "-v",
+        &format!("{backups}:/b"),
+        "--entrypoint",
+        "/bin/busybox",
+        &sim,
+        "stat",
+        "-c",
+        "%a",
+        "/b",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "700",
+        "{backups}"
+    );
     let rancher = service("rancher");
     assert!(!rancher.is_empty(), "Rancher was never created");
     wait_for(60, "the simulated Rancher to answer pong", || {
