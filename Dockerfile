@@ -15,11 +15,13 @@ ARG VERSION=0.1.0
 ARG REVISION=unknown
 
 # ---------------------------------------------------------------- offline (--target local)
-# Context prepared by scripts/build-image.sh: the static binary and an empty tmp/ (mode 1777).
+# Context prepared by scripts/build-image.sh: the static binary, and rootfs/ with an empty
+# tmp/ (mode 1777) and an empty backups/ (mode 0700: a fresh named volume mounted there takes
+# that mode).
 FROM scratch AS local
 ARG VERSION
 ARG REVISION
-COPY tmp/ /tmp/
+COPY rootfs/ /
 COPY rancher-cert-guard /rancher-cert-guard
 LABEL org.opencontainers.image.title="rancher-cert-guard" \
       org.opencontainers.image.description="Keeps a Rancher single-node Docker install alive when the certificates of its embedded K3s expire" \
@@ -43,7 +45,7 @@ COPY . .
 RUN arch="$(uname -m)-unknown-linux-gnu" \
  && RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --locked -p rancher-cert-guard --target "$arch" \
- && mkdir -p /out/tmp && chmod 1777 /out/tmp \
+ && mkdir -p /out/tmp /out/backups && chmod 1777 /out/tmp && chmod 700 /out/backups \
  && cp "target/$arch/release/rancher-cert-guard" /out/rancher-cert-guard
 
 # ---------------------------------------------------------------- default: from source

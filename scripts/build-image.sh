@@ -31,8 +31,15 @@ fi
 ctx="$(mktemp -d "${TMPDIR:-/tmp}/rcg-image.XXXXXX")"
 trap 'rm -rf "$ctx"' EXIT
 cp -p "$BIN" "$ctx/rancher-cert-guard"
-mkdir -m 1777 "$ctx/tmp"
-chmod 1777 "$ctx/tmp"
+# Directories of the image, copied with their modes (`COPY rootfs/ /` keeps the mode of each
+# directory inside; `COPY tmp/ /tmp/` would copy only the contents into a 0755 /tmp):
+# /tmp 1777, and /backups 0700, the mount point of the backups volume: Docker gives a fresh
+# named volume the mode of the image directory it is mounted on, so it is private from birth.
+mkdir -p "$ctx/rootfs"
+mkdir -m 1777 "$ctx/rootfs/tmp"
+chmod 1777 "$ctx/rootfs/tmp"
+mkdir -m 700 "$ctx/rootfs/backups"
+chmod 700 "$ctx/rootfs/backups"
 cp "$ROOT/Dockerfile" "$ctx/Dockerfile"
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)"

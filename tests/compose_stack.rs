@@ -205,3 +205,120 @@ volumes:
             .starts_with(b"healthy")
     });
 }
+
+/// "On a brand-new volume, where `/var/lib/rancher/k3s` does not exist yet, [`repair --dir`]
+/// exits 3, so with `compose/init-container.yml` (`service_completed_successfully`) Rancher
+/// never starts on a fresh install." The init-container stack, unchanged but for the test
+/// override, must start the (simulated) Rancher from an empty volume.
+#[test]
+fn init_container_stack_starts_rancher_from_an_empty_volume() {
+    if !docker_available() {
+        return;
+    }
+    let Some(cli) = compose_cli() else { return };
+    ensure_image(&sim_image(), "build-sim-image.sh");
+    ensure_image(&tool_image(), "build-image.sh");
+
+    let project = unique("init").replace('-', "");
+    let dir = tempfile::tempdir().unwrap();
+    let override_file = dir.path().join("test.override.yml");
+    std::fs::write(
+        &override_file,
+        r#"services:
+  cert-guard-init:
+    labels:
+      rancher-cert-guard.test: "true"
+  rancher:
+    network_mode: none
+    privileged: false
+    environment:
+      SIM_BOOT_SECONDS: "1"
+    labels:
+      rancher-cert-guard.test: "true"
+volumes:
+  rancher-data:
+    labels:
+      rancher-cert-guard.test: "true"
+  cert-guard-backups:
+    labels:
+      rancher-cert-guard.test: "true"
+"#,
+    )
+    .unwrap();
+    let main = compose_dir().join("init-container.yml");
+    let files = [main.as_path(), override_file.as_path()];
+    let _down = Down {
+        cli,
+        project: project.clone(),
+        files: files.iter().map(|p| p.to_path_buf()).collect(),
+    };
+    let (sim, tool) = (sim_image(), tool_image());
+    let env = [
+        ("RANCHER_IMAGE", sim.as_str()),
+        ("CERT_GUARD_IMAGE", tool.as_str()),
+    ];
+    let up = compose(cli, &project, &files, &env, &["up", "-d"]);
+    let service = |name: &str| {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={name}"),
+        ])
+    };
+    let init = service("cert-guard-init");
+    let init_logs = String::from_utf8_lossy(&docker_raw(&["logs", &init]).stdout).into_owned()
+        + &String::from_utf8_lossy(&docker_raw(&["logs", &init]).stderr);
+    assert!(
+        up.status.success(),
+        "up: {}\ninit container: {init_logs}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.ExitCode}}", &init]),
+        "0",
+        "{init_logs}"
+    );
+    assert!(init_logs.contains("healthy"), "{init_logs}");
+    assert!(init_logs.contains("first start"), "{init_logs}");
+    // The backups volume is private from birth: it takes the mode of the image's /backups.
+    let backups = docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        &format!("name={project}_cert-guard-backups"),
+    ]);
+    let o = docker_raw(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        TEST_LABEL,
+        "-v",
+        &format!("{backups}:/b"),
+        "--entrypoint",
+        "/bin/busybox",
+        &sim,
+        "stat",
+        "-c",
+        "%a",
+        "/b",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "700",
+        "{backups}"
+    );
+    let rancher = service("rancher");
+    assert!(!rancher.is_empty(), "Rancher was never created");
+    wait_for(60, "the simulated Rancher to answer pong", || {
+        let o = docker_raw(&["exec", &rancher, "wget", "-qO-", "http://127.0.0.1:80/ping"]);
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "pong"
+    });
+}

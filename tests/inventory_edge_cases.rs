@@ -29,10 +29,13 @@ fn one(bytes: Vec<u8>, name: &str) -> rancher_cert_guard::inventory::Inventory {
     inventory(&tree_of(&[(name, bytes)]), NOW, RenewBefore::default())
 }
 
+/// The reason of the one file of a tree without certificates (the tree-level
+/// `no_certificates` problem that comes with it is checked apart).
 fn reason(bytes: &[u8], name: &str) -> ProblemReason {
     let inv = one(bytes.to_vec(), name);
-    assert_eq!(inv.problems.len(), 1, "{inv:?}");
+    assert_eq!(inv.problems.len(), 2, "{inv:?}");
     assert!(inv.certificates.is_empty());
+    assert_eq!(inv.problems[1].reason, ProblemReason::NoCertificates);
     inv.problems[0].reason
 }
 
@@ -100,6 +103,9 @@ fn every_problem_reason() {
             "locked.crt",
             EntryBody::ReadFailed("Permission denied (os error 13)".into()),
         ),
+        ("token-ca.crt", EntryBody::HardLink("server-ca.crt".into())),
+        ("over.crt", EntryBody::TreeTooLarge(900_000)),
+        ("zz.crt", EntryBody::TooManyEntries(10_000)),
     ] {
         t.entries.push(TreeEntry {
             path: p.into(),
@@ -113,10 +119,27 @@ fn every_problem_reason() {
         vec![
             ProblemReason::TooLarge,
             ProblemReason::NotRegularFile,
-            ProblemReason::ReadFailed
+            ProblemReason::ReadFailed,
+            ProblemReason::HardLink,
+            ProblemReason::TreeTooLarge,
+            ProblemReason::TooManyEntries,
+            ProblemReason::NoCertificates,
         ]
     );
+    assert_eq!(inv.problems[3].detail, "hard link to server-ca.crt");
+    assert_eq!(inv.problems[6].path, ".");
     assert_eq!(inv.overall(), Status::Warning);
+    // With a certificate in the tree, no `no_certificates`.
+    let c = ca("k3s-server-ca@1", NOW - DAY);
+    t.entries.push(TreeEntry {
+        path: "server-ca.crt".into(),
+        body: EntryBody::File(c.pem.into_bytes()),
+    });
+    let inv = inventory(&t, NOW, RenewBefore::default());
+    assert!(inv
+        .problems
+        .iter()
+        .all(|p| p.reason != ProblemReason::NoCertificates));
 }
 
 #[test]
@@ -255,7 +278,12 @@ fn x509_v1_without_extensions_is_a_leaf() {
 fn key_files_are_named_never_read() {
     // A .key file holding garbage is not a problem: its bytes are never parsed.
     let inv = one(b"\x00\x01 garbage".to_vec(), "service.key");
-    assert!(inv.problems.is_empty());
+    let reasons: Vec<_> = inv.problems.iter().map(|p| p.reason).collect();
+    assert_eq!(
+        reasons,
+        vec![ProblemReason::NoCertificates],
+        "only the tree's"
+    );
     assert_eq!(inv.keys, vec!["service.key".to_string()]);
     let inv = one(rsa_key_pem().into_bytes(), "service.key");
     let json = serde_json::to_string(&inv).unwrap();

@@ -424,13 +424,14 @@ fn giving_up_names_the_backup_and_leaves_the_container_running() {
     assert_eq!(state(&sim.name).0, "running");
 }
 
-/// The init container runs before Rancher's first start, when K3s has not created its TLS
-/// directory yet: nothing to do, exit 0 (Rancher must be allowed to start). A parent that is
-/// missing too means a wrong mount: unknown, exit 3.
+/// The init container runs before Rancher's first start, when K3s has not created even
+/// `k3s/` on the data volume: nothing to do, exit 0 (Rancher must be allowed to start). A data
+/// root that is missing too means a wrong mount: unknown, exit 3. (Any other missing path is
+/// exit 3 too: tests/hostile_input.rs.)
 #[test]
 fn dir_mode_on_a_first_boot_is_healthy() {
     let root = tempfile::tempdir().unwrap();
-    let tls = root.path().join("tls");
+    let tls = root.path().join("k3s/server/tls");
     let o = run_bin(&[
         "repair",
         "--dir",

@@ -120,6 +120,14 @@ pub enum ProblemReason {
     TooLarge,
     NotRegularFile,
     ReadFailed,
+    /// A hard link to another file of the tree: judged once, under the other name.
+    HardLink,
+    /// Not read: the tree's byte budget was spent ([`crate::source::MAX_TREE_BYTES`]).
+    TreeTooLarge,
+    /// This entry and every one after it were not read ([`crate::source::MAX_ENTRIES`]).
+    TooManyEntries,
+    /// The whole tree holds no certificate (path `.`): never a silent OK.
+    NoCertificates,
 }
 
 impl ProblemReason {
@@ -132,6 +140,10 @@ impl ProblemReason {
             ProblemReason::TooLarge => "too_large",
             ProblemReason::NotRegularFile => "not_regular_file",
             ProblemReason::ReadFailed => "read_failed",
+            ProblemReason::HardLink => "hard_link",
+            ProblemReason::TreeTooLarge => "tree_too_large",
+            ProblemReason::TooManyEntries => "too_many_entries",
+            ProblemReason::NoCertificates => "no_certificates",
         }
     }
 }
@@ -246,6 +258,24 @@ pub fn inventory(tree: &Tree, now: i64, renew_before: RenewBefore) -> Inventory 
                 &mut inv,
             ),
             EntryBody::ReadFailed(why) => problem(ProblemReason::ReadFailed, why.clone(), &mut inv),
+            EntryBody::HardLink(to) => problem(
+                ProblemReason::HardLink,
+                format!("hard link to {to}"),
+                &mut inv,
+            ),
+            EntryBody::TreeTooLarge(size) => problem(
+                ProblemReason::TreeTooLarge,
+                format!(
+                    "{size} bytes, not read: the files read before it used the {} MiB budget of a tree",
+                    crate::source::MAX_TREE_BYTES >> 20
+                ),
+                &mut inv,
+            ),
+            EntryBody::TooManyEntries(cap) => problem(
+                ProblemReason::TooManyEntries,
+                format!("the tree has more than {cap} entries: this one and every entry after it were not read"),
+                &mut inv,
+            ),
             EntryBody::File(_) if is_key_path(&entry.path) => {
                 // Named only: the bytes of a key never enter the inventory.
                 inv.keys.push(path.clone());
@@ -304,8 +334,23 @@ pub fn inventory(tree: &Tree, now: i64, renew_before: RenewBefore) -> Inventory 
         }
     }
     inv.keys.sort();
+    if inv.certificates.is_empty() {
+        // An empty or wrong directory must not pass as healthy.
+        inv.problems.push(Problem {
+            path: NO_CERTIFICATES_PATH.into(),
+            reason: ProblemReason::NoCertificates,
+            detail: format!(
+                "no certificate in the whole tree ({} files, {} keys): is this a K3s TLS directory?",
+                tree.entries.len(),
+                inv.keys.len()
+            ),
+        });
+    }
     inv
 }
+
+/// The path of a problem about the whole tree.
+pub const NO_CERTIFICATES_PATH: &str = ".";
 
 impl Inventory {
     /// The certificates that decide their file's status (block 0 of every file).

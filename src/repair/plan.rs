@@ -59,6 +59,18 @@ pub fn signatures(logs: &str) -> Vec<Signature> {
     out
 }
 
+/// Keys the server keeps and reuses, which no wipe may touch: the service-account signing
+/// keys (a new one invalidates every ServiceAccount token), and the kubelet keys the
+/// supervisor signs every node's kubelet certificates with — K3s only ever loads or generates
+/// these on the server (`certutil.LoadOrGenerateKeyFile(runtime.ClientKubeletKey, regen)` in
+/// k3s `pkg/daemons/control/deps/deps.go`; k3s-facts §1.1), never a certificate beside them.
+const NEVER_DELETED_KEYS: &[&str] = &[
+    "service.key",
+    "service.current.key",
+    "client-kubelet.key",
+    "serving-kubelet.key",
+];
+
 /// True for paths that must never be deleted, whatever their content says.
 pub fn is_protected(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -66,10 +78,7 @@ pub fn is_protected(path: &str) -> bool {
     path.split('/').any(|c| c == ".." || c.starts_with("tls-"))
         || stem.ends_with("-ca")
         || name.contains("-ca.")
-        || name == "service.key"
-        || name == "service.current.key"
-        || name == "client-kubelet.key"
-        || name == "serving-kubelet.key"
+        || NEVER_DELETED_KEYS.contains(&name)
         || name.starts_with("root-ca")
         || name.starts_with("intermediate-ca")
 }
@@ -81,6 +90,8 @@ pub(crate) fn k3s_regenerates(path: &str) -> bool {
         None => ("", path),
     };
     match dir {
+        // The server keeps only the kubelet *keys*: a kubelet certificate here is not K3s's.
+        "" if matches!(name, "client-kubelet.crt" | "serving-kubelet.crt") => false,
         "" => {
             name.ends_with(".crt") && (name.starts_with("client-") || name.starts_with("serving-"))
         }
@@ -191,6 +202,8 @@ mod tests {
             "etcd/peer-ca.key",
             "service.key",
             "service.current.key",
+            "client-kubelet.key",
+            "serving-kubelet.key",
             "root-ca.pem",
             "intermediate-ca.key",
             "token-ca.crt",
@@ -218,6 +231,37 @@ mod tests {
         assert!(!k3s_regenerates("python-api.crt"));
         assert!(!k3s_regenerates("etcd/other.crt"));
         assert!(!k3s_regenerates("sub/client-admin.crt"));
+        assert!(!k3s_regenerates("client-kubelet.crt"));
+        assert!(!k3s_regenerates("serving-kubelet.crt"));
+    }
+
+    /// Before: with a `client-kubelet.crt` beside it, the plan deleted `client-kubelet.key` —
+    /// protected only because no certificate usually sits beside it.
+    #[test]
+    fn kubelet_keys_are_never_planned_for_deletion() {
+        use crate::inventory::{FileRecord, Inventory};
+        let leaf = |p: &str| FileRecord {
+            path: p.into(),
+            role: FileRole::Leaf,
+        };
+        let inv = Inventory {
+            files: vec![
+                leaf("client-kubelet.crt"),
+                leaf("serving-kubelet.crt"),
+                leaf("client-admin.crt"),
+            ],
+            keys: vec![
+                "client-admin.key".into(),
+                "client-kubelet.key".into(),
+                "serving-kubelet.key".into(),
+            ],
+            ..Inventory::default()
+        };
+        let plan = plan_wipe(&inv);
+        assert_eq!(plan.delete, vec!["client-admin.crt", "client-admin.key"]);
+        for kept in ["client-kubelet.crt", "serving-kubelet.crt"] {
+            assert!(plan.kept.iter().any(|(p, _)| p == kept), "{kept}");
+        }
     }
 
     #[test]
