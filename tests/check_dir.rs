@@ -140,13 +140,39 @@ fn exit_codes_follow_the_nagios_convention() {
         .all(|c| c["status"] == "ok");
     assert!(chain_ok);
 
-    // Not yet valid.
+    // Not yet valid: a leaf whose notBefore lies ahead (its CA is fine) is critical.
     let nyv = tempfile::tempdir().unwrap();
-    let future = now() + 10 * DAY;
-    let c = ca("k3s-client-ca@1", future);
+    let c = ca("k3s-client-ca@1", now() - DAY);
+    let l = common::fixtures::leaf(
+        &c,
+        "system:admin",
+        None,
+        now() + 10 * DAY,
+        now() + 300 * DAY,
+        false,
+    );
     std::fs::write(nyv.path().join("client-ca.crt"), &c.pem).unwrap();
+    std::fs::write(
+        nyv.path().join("client-admin.crt"),
+        format!("{}{}", l.pem, c.pem),
+    )
+    .unwrap();
     let (code, v) = check_json(nyv.path(), &[]);
     assert_eq!((code, v["status"].as_str().unwrap()), (2, "not_yet_valid"));
+    assert!(v["clock"].is_null(), "{}", v["clock"]);
+    // A CA minted ten days from now: the clock is what is wrong, every verdict is in doubt —
+    // unknown (3), and the report says why (k3s-io/k3s#6152: certificates "not yet valid"
+    // after the clock was reset).
+    let skew = tempfile::tempdir().unwrap();
+    let c = ca("k3s-client-ca@1", now() + 10 * DAY);
+    std::fs::write(skew.path().join("client-ca.crt"), &c.pem).unwrap();
+    let (code, v) = check_json(skew.path(), &[]);
+    assert_eq!((code, v["status"].as_str().unwrap()), (3, "not_yet_valid"));
+    assert!(
+        v["clock"]["reason"].as_str().unwrap().contains("clock"),
+        "{}",
+        v["clock"]
+    );
 
     // A problem file alone is a warning.
     let (dir, _) = tree(365);
