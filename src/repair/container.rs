@@ -433,15 +433,19 @@ async fn conclude<E: Engine>(
     mut ladder: Ladder<'_, E>,
     outcome: Result<CheckReport, Failure>,
 ) -> Result<RepairReport, Error> {
-    // An interrupt after the wipe: the container is started, and the journal stays at
-    // `verifying` so the next run verifies what this one could not.
-    let interrupted_after_wipe =
-        matches!(outcome, Err(Failure::Interrupted { .. })) && !ladder.wiped.is_empty();
-    if interrupted_after_wipe {
+    // Cut short after the wipe — a signal, the daemon gone, the deadline: the container is
+    // started, and the journal stays at `verifying` so the next run (or watch's next look)
+    // verifies what this one could not.
+    let unverified = !ladder.wiped.is_empty()
+        && matches!(
+            outcome,
+            Err(Failure::Interrupted { .. } | Failure::Docker { .. } | Failure::Timeout { .. })
+        );
+    if unverified {
         let wiped = ladder.wiped.clone();
         let _ = ladder.journal(Phase::Verifying, &wiped);
     }
-    let running = ladder.finish(&mut run, interrupted_after_wipe).await;
+    let running = ladder.finish(&mut run, unverified).await;
     let archive = ladder.archive.clone();
     Ok(match outcome {
         Ok(after) => {

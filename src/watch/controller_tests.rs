@@ -160,7 +160,7 @@ impl Runner for Fake {
         let behaviour = self.world.lock().unwrap().behaviour;
         if matches!(
             self.world.lock().unwrap().pending.remove(name),
-            Some(Pending::Finish(_))
+            Some(Pending::Finish { .. })
         ) {
             // Finishing an interrupted repair: start, verify.
             tokio::time::sleep(Duration::from_secs(20)).await;
@@ -595,7 +595,10 @@ async fn an_interrupted_repair_is_finished_at_the_first_look_whatever_the_window
         w.running.insert("rancher".into(), false);
         w.pending.insert(
             "rancher".into(),
-            Pending::Finish("a repair was interrupted at step `wiping`: finishing it".into()),
+            Pending::Finish {
+                why: "a repair was interrupted at step `wiping`: finishing it".into(),
+                stopped: true,
+            },
         );
     }
     let h = start(fake.clone(), clock, |c| {

@@ -52,7 +52,10 @@ pub fn observe(
         stopped: (!info.running && !info.restarting && sigs.is_empty())
             .then(|| info.status.clone()),
         pending: pending.map(|p| match p {
-            Pending::Journal(_) | Pending::Abandoned(_) => schedule::Pending::Finish(p.describe()),
+            Pending::Journal(_) | Pending::Abandoned(_) => schedule::Pending::Finish {
+                why: p.describe(),
+                stopped: !info.running && !info.restarting,
+            },
             Pending::Busy(_) => schedule::Pending::Busy(p.describe()),
             Pending::Refused(_) => schedule::Pending::Refused(p.describe()),
         }),

@@ -209,9 +209,11 @@ pub struct Findings {
 /// What an earlier run left, as far as deciding goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    /// A repair was interrupted (its journal, or the lease of a run that died): finish it now,
-    /// whatever the window, cooldown or breaker say — the container may be stopped.
-    Finish(String),
+    /// A repair was interrupted (its journal, or the lease of a run that died): finish it.
+    /// With the container stopped, now — whatever the window, cooldown or breaker say; with it
+    /// running (only the verification is left), at once too, but within the cooldown and the
+    /// breaker, so a verification that keeps failing cannot restart Rancher without end.
+    Finish { why: String, stopped: bool },
     /// Another run acts on the container right now: look again later.
     Busy(String),
     /// A journal that is not acted upon: a person must look.
@@ -266,14 +268,34 @@ pub fn summarize(reasons: &[String]) -> String {
 /// Decide what to do about a target at wall-clock `now`.
 pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
     match &f.pending {
-        Some(Pending::Finish(why)) if policy.monitor_only => {
+        Some(Pending::Finish { why, .. }) if policy.monitor_only => {
             return Decision::Report {
                 why: format!(
                     "{why}; --monitor-only: nothing is changed (run `repair` to finish it)"
                 ),
             }
         }
-        Some(Pending::Finish(why)) => return Decision::Repair { why: why.clone() },
+        Some(Pending::Finish { why, stopped: true }) => {
+            return Decision::Repair { why: why.clone() }
+        }
+        Some(Pending::Finish {
+            why,
+            stopped: false,
+        }) => {
+            return match gate {
+                Gate::Open => Decision::Repair { why: why.clone() },
+                Gate::Cooldown(after)
+                | Gate::Tripped {
+                    remaining: after, ..
+                } => Decision::Wait {
+                    after,
+                    why: format!(
+                        "{why}; the container runs, so within the cooldown and breaker: in {}",
+                        human(after)
+                    ),
+                },
+            };
+        }
         Some(Pending::Busy(who)) => {
             return Decision::Wait {
                 after: BUSY_RECHECK,

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: the binary, fixtures, a real Docker engine.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fixtures;
 pub mod sim;
 
@@ -165,6 +166,8 @@ pub fn build_tree_image(tls_dir: &Path) -> ImageGuard {
     docker(&[
         "build",
         "-q",
+        "--network",
+        "none",
         "--label",
         TEST_LABEL,
         "-t",

@@ -17,6 +17,22 @@ pub struct Sim {
 }
 
 pub fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
+    let name = unique("sim");
+    let guard = ContainerGuard(name.clone());
+    run_sim(&name, env, extra);
+    Sim {
+        name,
+        _guard: guard,
+    }
+}
+
+/// A simulated Rancher under a given name (the caller removes it).
+pub fn start_sim_named(name: &str, env: &[&str]) -> String {
+    run_sim(name, env, &[]);
+    name.to_string()
+}
+
+fn run_sim(name: &str, env: &[&str], extra: &[&str]) {
     assert!(
         docker_raw(&["image", "inspect", &sim_image()])
             .status
@@ -24,8 +40,6 @@ pub fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
         "{} missing: run `bash scripts/build-sim-image.sh` (scripts/test.sh does)",
         sim_image()
     );
-    let name = unique("sim");
-    let guard = ContainerGuard(name.clone());
     let mut args: Vec<String> = vec![
         "run".into(),
         "-d".into(),
@@ -34,7 +48,7 @@ pub fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
         "--label".into(),
         TEST_LABEL.into(),
         "--name".into(),
-        name.clone(),
+        name.to_string(),
         "-e".into(),
         "SIM_BOOT_SECONDS=0.3".into(),
     ];
@@ -46,10 +60,6 @@ pub fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
     args.push(sim_image());
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     docker(&a);
-    Sim {
-        name,
-        _guard: guard,
-    }
 }
 
 pub fn logs(name: &str) -> String {
