@@ -132,16 +132,17 @@ impl PrivateDaemon {
 
     /// Copy an image of the machine's engine into this one.
     pub fn load(&self, image: &str) {
-        let save = Command::new(super::docker_cli())
+        let mut save = Command::new(super::docker_cli())
             .args(["save", image])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let o = Command::new(super::docker_cli())
             .args(["-H", &self.host, "load", "-q"])
-            .stdin(save.stdout.unwrap())
+            .stdin(save.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(save.wait().unwrap().success(), "docker save {image}");
         assert!(
             o.status.success(),
             "load: {}",
