@@ -56,11 +56,14 @@ async fn run_check(args: CheckArgs) -> u8 {
             None => None,
         };
         let clock = check_clock(now, daemon_now, &inv, DEFAULT_TOLERANCE_SECS).err();
-        Ok::<_, Error>((tree, inv, clock))
+        // The file bodies are not needed for the report: free them before it is built (peak
+        // memory on a 10 000-file tree, bench/RESULTS.md).
+        drop(tree);
+        Ok::<_, Error>((inv, clock))
     }
     .await;
     let report = match result {
-        Ok((_, inv, clock)) => {
+        Ok((inv, clock)) => {
             let mut r = CheckReport::new(describe, now, renew_before, &inv);
             if let Some(c) = &clock {
                 eprintln!(
