@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diagnose;
 pub mod docker;
 pub mod error;
+pub mod exit;
 pub mod http;
 pub mod inventory;
 pub mod metrics;

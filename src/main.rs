@@ -15,8 +15,8 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
+            rancher_cert_guard::exit::print_error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(rancher_cert_guard::exit::Outcome::Unknown.code());
         }
     };
     ExitCode::from(runtime.block_on(rancher_cert_guard::run(cli)))
@@ -25,8 +25,11 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log redirected to a file or collected by
+    // Docker stays plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

@@ -1,10 +1,12 @@
-//! Dispatch of the subcommands and their exit codes.
+//! Dispatch of the subcommands: each returns an [`Outcome`]; [`crate::exit`] maps it to the
+//! process's exit code.
 
 use crate::check::{check, Target};
 use crate::cli::{CheckArgs, Cli, Command, Output, RepairArgs, SourceArgs};
 use crate::diagnose::clock::{check_clock, DEFAULT_TOLERANCE_SECS};
 use crate::docker::DockerClient;
 use crate::error::Error;
+use crate::exit::{print_error, Outcome};
 use crate::inventory::{RenewBefore, Status};
 use crate::repair::{repair_container, repair_dir, RepairOptions};
 use crate::report::CheckReport;
@@ -13,42 +15,48 @@ use tokio_util::sync::CancellationToken;
 
 /// Run a command; returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
-    match cli.command {
+    let outcome = match cli.command {
         Command::Check(args) => run_check(args).await,
         Command::Repair(args) => run_repair(args).await,
         Command::Watch(args) => crate::watch::run_watch(args).await,
         Command::Healthcheck(args) => crate::watch::run_healthcheck(args).await,
-    }
+    };
+    outcome.code()
 }
 
-/// The target and, for a container, a connected Docker client.
-pub async fn open_source(src: &SourceArgs) -> Result<(Target, Option<DockerClient>), Error> {
+/// The command line's source, once: a directory or a container.
+fn target_of(src: &SourceArgs) -> Result<Target, Error> {
     match (&src.dir, &src.container) {
-        (Some(dir), _) => Ok((Target::Dir(dir.clone()), None)),
-        (None, Some(name)) => {
-            let docker = DockerClient::connect().await?;
-            Ok((
-                Target::Container {
-                    name: name.clone(),
-                    tls_path: src.tls_path.clone(),
-                },
-                Some(docker),
-            ))
-        }
+        (Some(dir), _) => Ok(Target::Dir(dir.clone())),
+        (None, Some(name)) => Ok(Target::Container {
+            name: name.clone(),
+            tls_path: src.tls_path.clone(),
+        }),
         (None, None) => Err(Error::Invalid("give --dir PATH or --container NAME".into())),
     }
 }
 
-async fn run_check(args: CheckArgs) -> u8 {
+/// A connected Docker client when the target is a container.
+async fn docker_for(target: &Target) -> Result<Option<DockerClient>, Error> {
+    match target {
+        Target::Dir(_) => Ok(None),
+        Target::Container { .. } => DockerClient::connect().await.map(Some),
+    }
+}
+
+async fn run_check(args: CheckArgs) -> Outcome {
     let renew_before = RenewBefore::days(args.source.renew_before);
     let now = timefmt::now();
-    let describe = match (&args.source.dir, &args.source.container) {
-        (Some(d), _) => format!("dir:{}", d.display()),
-        (None, Some(c)) => format!("container:{c}:{}", args.source.tls_path),
-        _ => "?".into(),
+    let target = match target_of(&args.source) {
+        Ok(t) => t,
+        Err(e) => {
+            print_error(&e);
+            return Outcome::Usage;
+        }
     };
+    let describe = target.describe();
     let result = async {
-        let (target, docker) = open_source(&args.source).await?;
+        let docker = docker_for(&target).await?;
         let (tree, inv) = check(&target, docker.as_ref(), now, renew_before).await?;
         // The clock gate: the daemon's clock, where there is one, and the certificates.
         let daemon_now = match &docker {
@@ -75,7 +83,7 @@ async fn run_check(args: CheckArgs) -> u8 {
             r
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            print_error(&e);
             CheckReport::unknown(describe, now, renew_before, e.to_string())
         }
     };
@@ -84,14 +92,14 @@ async fn run_check(args: CheckArgs) -> u8 {
         Output::Table if report.status != Status::Unknown => print!("{}", report.to_table()),
         Output::Table => {}
     }
-    // A wrong clock makes every verdict unknown (Nagios 3), whatever the certificates say.
+    // A wrong clock makes every verdict unknown, whatever the certificates say.
     if report.clock.is_some() {
-        return Status::Unknown.exit_code();
+        return Outcome::Checked(Status::Unknown);
     }
-    report.status.exit_code()
+    Outcome::Checked(report.status)
 }
 
-async fn run_repair(args: RepairArgs) -> u8 {
+async fn run_repair(args: RepairArgs) -> Outcome {
     let opts = match RepairOptions::from_args(
         &args.ladder,
         args.source.renew_before,
@@ -101,8 +109,15 @@ async fn run_repair(args: RepairArgs) -> u8 {
     ) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
+            print_error(e);
+            return Outcome::Usage;
+        }
+    };
+    let target = match target_of(&args.source) {
+        Ok(t) => t,
+        Err(e) => {
+            print_error(&e);
+            return Outcome::Usage;
         }
     };
     // SIGINT/SIGTERM: the step in progress is finished or rolled forward and the container
@@ -110,13 +125,12 @@ async fn run_repair(args: RepairArgs) -> u8 {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(crate::shutdown::on_signals(cancel.clone()));
     let result = async {
-        match (&args.source.dir, &args.source.container) {
-            (Some(dir), _) => repair_dir(dir, &opts).await,
-            (None, Some(name)) => {
+        match &target {
+            Target::Dir(dir) => repair_dir(dir, &opts).await,
+            Target::Container { name, tls_path } => {
                 let docker = DockerClient::connect().await?;
-                repair_container(&docker, name, &args.source.tls_path, &opts, &cancel).await
+                repair_container(&docker, name, tls_path, &opts, &cancel).await
             }
-            (None, None) => Err(Error::Invalid("give --dir PATH or --container NAME".into())),
         }
     }
     .await;
@@ -130,17 +144,17 @@ async fn run_repair(args: RepairArgs) -> u8 {
             if let Some(d) = &report.diagnosis {
                 eprintln!("{}: {d}", report.result.as_str());
             }
-            report.exit_code()
+            Outcome::of_repair(&report)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            print_error(&e);
             if args.output == Output::Json {
                 println!(
                     "{}",
                     serde_json::json!({"result": "unknown", "error": e.to_string()})
                 );
             }
-            3
+            Outcome::Unknown
         }
     }
 }

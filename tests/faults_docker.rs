@@ -17,6 +17,11 @@ fn id_of(name: &str) -> String {
     docker(&["inspect", "-f", "{{.Id}}", name])
 }
 
+/// `check` says every certificate is fine.
+fn fresh(name: &str) -> bool {
+    run_bin(&["check", "--container", name]).status.code() == Some(0)
+}
+
 fn journal_of(backups: &Path, id: &str) -> PathBuf {
     backups.join(format!("journal.{id}.json"))
 }
@@ -165,10 +170,13 @@ fn watch_killed_at_any_step_is_finished_by_the_next_watch() {
         wait_for(
             120,
             &format!("{fault}: the next watch finishes the repair"),
+            // Finished: no journal, running, answering, renewed (after a rolled-back stop the
+            // watch starts it, looks afresh and repairs: wait for all of it).
             || {
                 !journal_of(backups.path(), &id).exists()
                     && state(&sim.name).0 == "running"
                     && ping(&sim.name)
+                    && fresh(&sim.name)
             },
         );
         signal(&w2, "-TERM");
@@ -375,7 +383,10 @@ fn a_repair_beside_a_repairing_watch_is_busy() {
     );
     assert!(v["diagnosis"].as_str().unwrap().contains("watch"), "{v}");
     wait_for(90, "the watch's repair", || {
-        !journal_of(wb.path(), &id).exists() && state(&sim.name).0 == "running" && ping(&sim.name)
+        !journal_of(wb.path(), &id).exists()
+            && state(&sim.name).0 == "running"
+            && ping(&sim.name)
+            && fresh(&sim.name)
     });
     signal(&w, "-TERM");
     let _ = finish(w);

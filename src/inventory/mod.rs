@@ -70,15 +70,6 @@ impl Status {
             Status::Unknown => "UNKNOWN",
         }
     }
-    /// Nagios plugin exit code: 0 ok, 1 warning, 2 critical, 3 unknown.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Status::Ok => 0,
-            Status::Warning => 1,
-            Status::NotYetValid | Status::Expired => 2,
-            Status::Unknown => 3,
-        }
-    }
 }
 
 /// What one certificate block is, from the role of its file and its position in it.
@@ -435,14 +426,5 @@ mod tests {
         assert_eq!(status_at(nb, na, na, rb), Status::Expired);
         assert_eq!(status_at(nb, na, na, RenewBefore::days(0)), Status::Expired);
         assert_eq!(status_at(nb, na, na - 1, RenewBefore::days(0)), Status::Ok);
-    }
-
-    #[test]
-    fn exit_codes_follow_nagios() {
-        assert_eq!(Status::Ok.exit_code(), 0);
-        assert_eq!(Status::Warning.exit_code(), 1);
-        assert_eq!(Status::Expired.exit_code(), 2);
-        assert_eq!(Status::NotYetValid.exit_code(), 2);
-        assert_eq!(Status::Unknown.exit_code(), 3);
     }
 }

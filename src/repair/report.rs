@@ -39,15 +39,6 @@ impl RepairResult {
     }
 }
 
-/// Exit code of a refused repair.
-pub const EXIT_REFUSED: u8 = 4;
-/// Exit code of a failed repair.
-pub const EXIT_FAILED: u8 = 5;
-/// Exit code when another run acts on the container.
-pub const EXIT_BUSY: u8 = 6;
-/// Exit code of a repair interrupted by a signal (the container was left running).
-pub const EXIT_INTERRUPTED: u8 = 7;
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub step: String,
@@ -97,30 +88,6 @@ impl RepairReport {
             failure: None,
             era: None,
             notes: vec![],
-        }
-    }
-
-    /// 0 healthy or repaired; dry run: what `check` would give (1 when only the logs call
-    /// for a repair); 4 refused; 5 failed.
-    pub fn exit_code(&self) -> u8 {
-        match self.result {
-            RepairResult::Healthy | RepairResult::Repaired => 0,
-            RepairResult::DryRun => {
-                let check = self
-                    .before
-                    .as_ref()
-                    .map(|b| b.status.exit_code())
-                    .unwrap_or(0);
-                if check == 0 && !self.reasons.is_empty() {
-                    1
-                } else {
-                    check
-                }
-            }
-            RepairResult::Refused => EXIT_REFUSED,
-            RepairResult::Failed => EXIT_FAILED,
-            RepairResult::Busy => EXIT_BUSY,
-            RepairResult::Interrupted => EXIT_INTERRUPTED,
         }
     }
 

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{HealthcheckArgs, WatchArgs};
 use crate::docker::DockerClient;
+use crate::exit::{print_error, Outcome};
 use crate::http::{self, ApiToken, AppState};
 use crate::inventory::RenewBefore;
 use crate::metrics::Metrics;
@@ -43,11 +44,6 @@ use runner::DockerRunner;
 use schedule::{Policy, Window};
 use state::{Shared, StatusDoc};
 use targets::Selector;
-
-/// Exit code of an invalid `watch` configuration.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code when `watch` cannot start (the listen address is taken).
-pub const EXIT_START: u8 = 3;
 
 /// `watch`'s settings, parsed and checked once.
 pub struct WatchConfig {
@@ -113,7 +109,7 @@ impl WatchConfig {
 }
 
 /// `rancher-cert-guard watch`: runs until SIGTERM or SIGINT (a second one exits at once).
-pub async fn run_watch(args: WatchArgs) -> u8 {
+pub async fn run_watch(args: WatchArgs) -> Outcome {
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::on_signals(shutdown.clone()));
     watch(args, shutdown).await
@@ -134,29 +130,29 @@ impl StreamHealth for Health {
 }
 
 /// `watch` with an injected shutdown signal (tests cancel the token).
-pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> u8 {
+pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> Outcome {
     let cfg = match WatchConfig::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
+            print_error(e);
+            return Outcome::Usage;
         }
     };
     let listener = match TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}: {e} (set --listen / CERT_GUARD_LISTEN)",
+            print_error(format!(
+                "cannot listen on {}: {e} (set --listen / CERT_GUARD_LISTEN)",
                 cfg.listen
-            );
-            return EXIT_START;
+            ));
+            return Outcome::CannotStart;
         }
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: cannot read the listening address: {e}");
-            return EXIT_START;
+            print_error(format!("cannot read the listening address: {e}"));
+            return Outcome::CannotStart;
         }
     };
     write_addr_file(&cfg.addr_file, addr);
@@ -207,28 +203,24 @@ pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> u8 {
         if cfg.token.is_some() { " and POST /v1/repair" } else { "" }
     );
 
-    let code = match connect(&shared, &shutdown).await {
-        None => 0,
-        Some(docker) => {
-            shared.set_docker_version(docker.server_version.clone());
-            run_loop(
-                cfg.loop_cfg.clone_with_own(),
-                &cfg,
-                docker,
-                shared,
-                metrics,
-                cmd_rx,
-                shutdown,
-            )
-            .await;
-            0
-        }
-    };
+    if let Some(docker) = connect(&shared, &shutdown).await {
+        shared.set_docker_version(docker.server_version.clone());
+        run_loop(
+            cfg.loop_cfg.clone_with_own(),
+            &cfg,
+            docker,
+            shared,
+            metrics,
+            cmd_rx,
+            shutdown,
+        )
+        .await;
+    }
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = std::fs::remove_file(&cfg.addr_file);
     tracing::info!("stopped");
-    code
+    Outcome::Stopped
 }
 
 impl Config {
@@ -348,7 +340,7 @@ pub fn probe_addrs(addr: &str) -> Vec<String> {
 
 /// `rancher-cert-guard healthcheck`: GET /healthz (or `--path`) of the local `watch`, at the
 /// address it recorded; 0 when it answers 200.
-pub async fn run_healthcheck(args: HealthcheckArgs) -> u8 {
+pub async fn run_healthcheck(args: HealthcheckArgs) -> Outcome {
     let from_file = std::fs::read_to_string(&args.addr_file)
         .ok()
         .map(|s| s.trim().to_string())
@@ -368,19 +360,19 @@ pub async fn run_healthcheck(args: HealthcheckArgs) -> u8 {
                     print!("{body}");
                 }
                 if code == 200 {
-                    return 0;
+                    return Outcome::Healthy(true);
                 }
                 eprintln!(
                     "unhealthy: http://{a}{path} answered {code}: {}",
                     body.trim()
                 );
-                return 1;
+                return Outcome::Healthy(false);
             }
             Err(e) => last = e,
         }
     }
     eprintln!("unhealthy: {last}");
-    1
+    Outcome::Healthy(false)
 }
 
 #[cfg(test)]
