@@ -349,3 +349,13 @@ fn both_dynamic_cert_json_shapes_are_read() {
         assert!(!v.to_string().contains("tls.key"));
     }
 }
+
+/// Logs redirected to a file (or collected by Docker) carry no ANSI colour codes.
+#[test]
+fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    let (dir, _) = tree(365);
+    let o = run_bin(&["repair", "--dir", dir.path().to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(err.contains("repair finished"), "{err}");
+    assert!(!err.contains('\u{1b}'), "ANSI escape in {err:?}");
+}
