@@ -180,7 +180,7 @@ pub struct WatchArgs {
         hide_env_values = true,
         conflicts_with = "api_token_file"
     )]
-    pub api_token: Option<crate::http::ApiToken>,
+    pub api_token: Option<crate::token::ApiToken>,
     /// Where `watch` records the address it listens on, for `healthcheck`.
     #[arg(
         long,
@@ -190,8 +190,8 @@ pub struct WatchArgs {
     pub addr_file: PathBuf,
     /// x509-certificate-exporter series to serve beside `x509_cert_*`: v3 (`x509_read_errors`),
     /// v4 (`x509_source_up`, `x509_source_errors_total`) or both.
-    #[arg(long, env = "CERT_GUARD_EXPORTER_COMPAT", value_enum, default_value_t = crate::metrics::ExporterCompat::V3)]
-    pub exporter_compat: crate::metrics::ExporterCompat,
+    #[arg(long, env = "CERT_GUARD_EXPORTER_COMPAT", value_enum, default_value_t = crate::watch::metrics::ExporterCompat::V3)]
+    pub exporter_compat: crate::watch::metrics::ExporterCompat,
 }
 
 #[derive(Debug, Clone, Args)]

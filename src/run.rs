@@ -3,12 +3,13 @@
 
 use crate::check::{check, Target};
 use crate::cli::{CheckArgs, Cli, Command, Output, RepairArgs, SourceArgs};
+use crate::config;
 use crate::diagnose::clock::{check_clock, DEFAULT_TOLERANCE_SECS};
 use crate::docker::DockerClient;
 use crate::error::Error;
 use crate::exit::{print_error, Outcome};
 use crate::inventory::{RenewBefore, Status};
-use crate::repair::{repair_container, repair_dir, RepairOptions};
+use crate::repair::{repair_container, repair_dir};
 use crate::report::CheckReport;
 use crate::timefmt;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +19,16 @@ pub async fn run(cli: Cli) -> u8 {
     let outcome = match cli.command {
         Command::Check(args) => run_check(args).await,
         Command::Repair(args) => run_repair(args).await,
-        Command::Watch(args) => crate::watch::run_watch(args).await,
-        Command::Healthcheck(args) => crate::watch::run_healthcheck(args).await,
+        Command::Watch(args) => match config::watch_config(&args) {
+            Ok(cfg) => crate::watch::run_watch(cfg).await,
+            Err(e) => {
+                print_error(e);
+                Outcome::Usage
+            }
+        },
+        Command::Healthcheck(args) => {
+            crate::watch::run_healthcheck(&config::healthcheck(&args)).await
+        }
     };
     outcome.code()
 }
@@ -100,7 +109,7 @@ async fn run_check(args: CheckArgs) -> Outcome {
 }
 
 async fn run_repair(args: RepairArgs) -> Outcome {
-    let opts = match RepairOptions::from_args(
+    let opts = match config::repair_options(
         &args.ladder,
         args.source.renew_before,
         args.dry_run,

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rancher_cert_guard::http::{self, AppState};
 use rancher_cert_guard::inventory::{CertKind, CertRecord, Status};
-use rancher_cert_guard::metrics::Metrics;
 use rancher_cert_guard::report::CheckReport;
+use rancher_cert_guard::watch::http::{self, AppState};
+use rancher_cert_guard::watch::metrics::Metrics;
 use rancher_cert_guard::watch::state::{Shared, StatusDoc, TargetStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

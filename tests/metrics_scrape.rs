@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use common::fixtures::*;
 use common::*;
-use rancher_cert_guard::http::{self, AppState};
 use rancher_cert_guard::inventory::{inventory, RenewBefore};
-use rancher_cert_guard::metrics::Metrics;
 use rancher_cert_guard::report::CheckReport;
 use rancher_cert_guard::source::dir::read_dir_tree;
+use rancher_cert_guard::watch::http::{self, AppState};
+use rancher_cert_guard::watch::metrics::Metrics;
 use rancher_cert_guard::watch::state::{Shared, StatusDoc, TargetStatus};
 
 const TLS: &str = "/var/lib/rancher/k3s/server/tls";

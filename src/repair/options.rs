@@ -1,9 +1,8 @@
-//! The settings of one repair, parsed once from the command line (or `watch`'s).
+//! The settings of one repair (built from the command line by `config`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::LadderArgs;
 use crate::inventory::RenewBefore;
 
 /// Settings of one repair.
@@ -26,37 +25,6 @@ pub struct RepairOptions {
     pub fault: Option<FaultPoint>,
     /// Who runs the ladder (`repair`, `watch`), recorded in the lease for "busy" messages.
     pub holder: &'static str,
-}
-
-impl RepairOptions {
-    /// From the ladder flags shared by `repair` and `watch`.
-    pub fn from_args(
-        l: &LadderArgs,
-        renew_before: u32,
-        dry_run: bool,
-        force: bool,
-        holder: &'static str,
-    ) -> Result<Self, String> {
-        let fault = match l.fault_pause_after.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(s) => Some(s.parse()?),
-        };
-        Ok(RepairOptions {
-            renew_before: RenewBefore::days(renew_before),
-            backup_dir: l.backup_dir.clone(),
-            keep_backups: l.keep_backups,
-            dry_run,
-            force,
-            max_restarts: l.max_restarts,
-            settle: Duration::from_secs(l.settle),
-            timeout: Duration::from_secs(l.timeout),
-            health_url: l.health_url.clone(),
-            stop_timeout: l.stop_timeout,
-            lock_wait: Duration::from_secs(l.lock_wait),
-            fault,
-            holder,
-        })
-    }
 }
 
 /// Pause after `step` for `pause` (default an hour): `stop`, `wipe`, `start`, `backup`.

@@ -22,10 +22,10 @@ use super::schedule::{decide, Decision, Findings, Gate, Policy};
 use super::state::{NextAction, RepairSummary, Shared, TargetStatus};
 use super::targets::{Selector, Trigger};
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::repair::RepairReport;
 use crate::report::CheckReport;
 use crate::timefmt;
+use crate::watch::metrics::Metrics;
 
 /// A container found by discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]

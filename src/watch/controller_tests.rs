@@ -17,9 +17,9 @@ use super::state::{Shared, StatusDoc};
 use super::targets::{Selector, Trigger};
 use crate::error::Error;
 use crate::inventory::{Inventory, RenewBefore};
-use crate::metrics::Metrics;
 use crate::repair::{RepairReport, RepairResult};
 use crate::report::CheckReport;
+use crate::watch::metrics::Metrics;
 
 const DAY: i64 = 86_400;
 const RENEW_BEFORE: i64 = 90 * DAY;

@@ -12,6 +12,8 @@
 pub mod controller;
 pub mod events;
 pub mod gate;
+pub mod http;
+pub mod metrics;
 pub mod runner;
 pub mod schedule;
 pub mod state;
@@ -30,20 +32,18 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{HealthcheckArgs, WatchArgs};
 use crate::docker::DockerClient;
 use crate::exit::{print_error, Outcome};
-use crate::http::{self, ApiToken, AppState};
 use crate::inventory::RenewBefore;
-use crate::metrics::Metrics;
 use crate::repair::RepairOptions;
+use crate::token::ApiToken;
 use controller::{Clock, Config, Controller};
 use events::{Backoff, RawEvent, StreamHealth};
-use gate::GateStore;
+use http::AppState;
+use metrics::Metrics;
 use runner::DockerRunner;
-use schedule::{Policy, Window};
+
 use state::{Shared, StatusDoc};
-use targets::Selector;
 
 /// `watch`'s settings, parsed and checked once.
 pub struct WatchConfig {
@@ -54,65 +54,29 @@ pub struct WatchConfig {
     pub tls_path: String,
     pub renew_before: RenewBefore,
     pub repair: RepairOptions,
+    /// Which x509-certificate-exporter series `/metrics` serves.
+    pub exporter_compat: metrics::ExporterCompat,
 }
 
-impl WatchConfig {
-    pub fn from_args(a: &WatchArgs) -> Result<Self, String> {
-        let selector = Selector::parse(&a.containers, &a.labels)?;
-        let window = match a.window.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(w) => Some(w.parse::<Window>()?),
-        };
-        if !a.monitor_only && a.ladder.backup_dir.is_none() {
-            return Err("watch repairs only with a backup: give --backup-dir (CERT_GUARD_BACKUP_DIR), or --monitor-only to only report".into());
-        }
-        if a.max_repairs_per_day == 0 {
-            return Err(
-                "--max-repairs-per-day must be at least 1 (use --monitor-only to never repair)"
-                    .into(),
-            );
-        }
-        if a.interval == 0 {
-            return Err("--interval must be at least 1 second".into());
-        }
-        let token = match (&a.api_token, &a.api_token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(ApiToken::from_file(f)?),
-            (None, None) => None,
-        };
-        let policy = Policy {
-            monitor_only: a.monitor_only,
-            window,
-            repair_budget: Duration::from_secs(a.ladder.timeout),
-        };
-        let mut loop_cfg = Config::new(selector, policy);
-        loop_cfg.interval = Duration::from_secs(a.interval);
-        loop_cfg.cooldown = Duration::from_secs(a.cooldown);
-        loop_cfg.max_repairs_per_day = a.max_repairs_per_day;
-        loop_cfg.repair_timeout = Duration::from_secs(a.ladder.timeout + 120);
-        let repair = RepairOptions::from_args(&a.ladder, a.renew_before, false, false, "watch")?;
-        // A repair told to stop may be inside a `docker stop` waiting out its grace period.
-        loop_cfg.shutdown_grace = Duration::from_secs(u64::from(a.ladder.stop_timeout) + 15);
-        if !a.monitor_only {
-            loop_cfg.gate_store = a.ladder.backup_dir.as_deref().map(GateStore::new);
-        }
-        Ok(Self {
-            loop_cfg,
-            listen: a.listen.clone(),
-            addr_file: a.addr_file.clone(),
-            token,
-            tls_path: a.tls_path.clone(),
-            renew_before: RenewBefore::days(a.renew_before),
-            repair,
-        })
-    }
+/// `healthcheck`'s settings.
+#[derive(Debug, Clone)]
+pub struct Healthcheck {
+    /// Where `watch` recorded the address it listens on.
+    pub addr_file: std::path::PathBuf,
+    /// The address to try when there is no address file.
+    pub listen: String,
+    pub timeout: Duration,
+    /// The path to query (`/healthz`, `/status`, `/metrics`).
+    pub path: String,
+    /// Print the answer's body.
+    pub print: bool,
 }
 
 /// `rancher-cert-guard watch`: runs until SIGTERM or SIGINT (a second one exits at once).
-pub async fn run_watch(args: WatchArgs) -> Outcome {
+pub async fn run_watch(cfg: WatchConfig) -> Outcome {
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::on_signals(shutdown.clone()));
-    watch(args, shutdown).await
+    watch(cfg, shutdown).await
 }
 
 struct Health {
@@ -130,14 +94,7 @@ impl StreamHealth for Health {
 }
 
 /// `watch` with an injected shutdown signal (tests cancel the token).
-pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> Outcome {
-    let cfg = match WatchConfig::from_args(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(e);
-            return Outcome::Usage;
-        }
-    };
+pub async fn watch(cfg: WatchConfig, shutdown: CancellationToken) -> Outcome {
     let listener = match TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -181,7 +138,7 @@ pub async fn watch(args: WatchArgs, shutdown: CancellationToken) -> Outcome {
     };
     let shared = Arc::new(Shared::new(cfg.loop_cfg.tick, doc));
     shared.tick();
-    let metrics = Arc::new(Metrics::with_compat(shared.clone(), args.exporter_compat));
+    let metrics = Arc::new(Metrics::with_compat(shared.clone(), cfg.exporter_compat));
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let server_stop = CancellationToken::new();
     let app = http::router(AppState {
@@ -340,13 +297,13 @@ pub fn probe_addrs(addr: &str) -> Vec<String> {
 
 /// `rancher-cert-guard healthcheck`: GET /healthz (or `--path`) of the local `watch`, at the
 /// address it recorded; 0 when it answers 200.
-pub async fn run_healthcheck(args: HealthcheckArgs) -> Outcome {
+pub async fn run_healthcheck(args: &Healthcheck) -> Outcome {
     let from_file = std::fs::read_to_string(&args.addr_file)
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let addr = from_file.unwrap_or_else(|| args.listen.clone());
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    let timeout = args.timeout.max(Duration::from_secs(1));
     let path = if args.path.starts_with('/') {
         args.path.clone()
     } else {
