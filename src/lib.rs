@@ -7,6 +7,7 @@
 //! metrics tell people what happened. [`exit`] maps every outcome to an exit code. The binary
 //! (`main.rs`) is one thin adapter.
 
+pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod config;

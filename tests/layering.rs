@@ -7,7 +7,9 @@ use std::path::Path;
 
 /// Lower first. The pipeline reads upward: sources → judgement → actions → commands.
 const LAYERS: &[&[&str]] = &[
-    &["error", "timefmt", "token", "process", "shutdown"],
+    &[
+        "error", "timefmt", "token", "process", "shutdown", "backoff",
+    ],
     &["source"],
     &["inventory"],
     &["diagnose", "docker"],

@@ -140,7 +140,11 @@ pub fn next(o: &Observation, b: &Budget, l: &Limits) -> Action {
                 restarts: b.extra_restarts,
             });
         }
-        let backoff = Duration::from_secs(1 << b.ua_attempts.min(5));
+        let backoff = crate::backoff::doubling(
+            Duration::from_secs(1),
+            b.ua_attempts + 1,
+            Duration::from_secs(32),
+        );
         // The first time, a plain restart (Rancher read k3s.yaml before K3s rewrote it); the
         // second, the stale part is the serving certificate: reset the pair.
         return if b.ua_attempts == 1 {

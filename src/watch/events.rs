@@ -18,7 +18,8 @@ use super::targets::{trigger_for, Selector, Trigger};
 pub struct Backoff {
     first: Duration,
     max: Duration,
-    next: Duration,
+    /// Failed attempts since the last success.
+    attempt: u32,
     /// Cheap jitter state (xorshift), seeded per process.
     seed: u64,
 }
@@ -29,15 +30,15 @@ impl Backoff {
         Self {
             first,
             max,
-            next: first,
+            attempt: 0,
             seed: seed | 1,
         }
     }
 
     /// The delay before the next attempt; doubles each call up to the cap.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let base = crate::backoff::doubling(self.first, self.attempt, self.max);
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
@@ -46,7 +47,7 @@ impl Backoff {
     }
 
     pub fn reset(&mut self) {
-        self.next = self.first;
+        self.attempt = 0;
     }
 }
 

@@ -19,9 +19,6 @@ pub mod schedule;
 pub mod state;
 pub mod targets;
 
-#[cfg(test)]
-mod controller_tests;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

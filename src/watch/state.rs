@@ -11,7 +11,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::inventory::Status;
+use crate::repair::RepairResult;
 use crate::report::CheckReport;
+use crate::watch::controller::jobs::JobKind;
 
 /// `Option<i64>` Unix seconds as RFC 3339 (or null).
 pub mod opt_rfc3339 {
@@ -33,11 +35,42 @@ pub struct NextAction {
     pub why: String,
 }
 
+/// How a repair ended: the ladder's result, or `error` when it could not run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairEnd {
+    Ran(RepairResult),
+    Error,
+}
+
+impl RepairEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairEnd::Ran(r) => r.as_str(),
+            RepairEnd::Error => "error",
+        }
+    }
+
+    /// Healthy or repaired: nothing for a person to do.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            RepairEnd::Ran(RepairResult::Repaired | RepairResult::Healthy)
+        )
+    }
+}
+
+impl Serialize for RepairEnd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// The outcome of the last repair of a target.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairSummary {
-    /// `repaired`, `healthy`, `failed`, `refused`, `dry_run`, or `error` (the ladder could not run).
-    pub result: String,
+    /// `repaired`, `healthy`, `failed`, `refused`, `busy`, `interrupted`, or `error` (the
+    /// ladder could not run).
+    pub result: RepairEnd,
     /// `schedule` or `api`.
     pub requested_by: &'static str,
     #[serde(with = "crate::timefmt::rfc3339")]
@@ -62,7 +95,7 @@ pub struct TargetStatus {
     /// The last look succeeded (container found, TLS tree read).
     pub up: bool,
     /// `check` or `repair` while one runs.
-    pub in_progress: Option<&'static str>,
+    pub in_progress: Option<JobKind>,
     #[serde(with = "opt_rfc3339")]
     pub last_check: Option<i64>,
     #[serde(with = "opt_rfc3339")]
@@ -328,7 +361,7 @@ pub struct TargetSummary {
     pub container: String,
     pub up: bool,
     /// `repair` while one runs (`rancher_cert_guard_repair_in_progress`).
-    pub in_progress: Option<&'static str>,
+    pub in_progress: Option<JobKind>,
     #[serde(with = "opt_rfc3339")]
     pub last_check: Option<i64>,
     #[serde(with = "opt_rfc3339")]
@@ -349,7 +382,7 @@ impl TargetSummary {
         Self {
             container: t.container.clone(),
             up: t.up,
-            in_progress: t.in_progress.filter(|p| *p == "repair"),
+            in_progress: t.in_progress.filter(|p| *p == JobKind::Repair),
             last_check: t.last_check,
             last_success: t.last_success,
             status: t.status,
@@ -357,7 +390,7 @@ impl TargetSummary {
             earliest_expiry: t.earliest_expiry,
             next_action: t.next_action.as_ref().map(|n| NextActionAt { at: n.at }),
             last_repair: t.last_repair.as_ref().map(|r| RepairOutcome {
-                result: r.result.clone(),
+                result: r.result,
                 started_at: r.started_at,
                 finished_at: r.finished_at,
                 restarts: r.restarts,
@@ -378,7 +411,7 @@ pub struct NextActionAt {
 /// The last repair without its backup path, reasons and diagnosis.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepairOutcome {
-    pub result: String,
+    pub result: RepairEnd,
     #[serde(with = "crate::timefmt::rfc3339")]
     pub started_at: i64,
     #[serde(with = "crate::timefmt::rfc3339")]
@@ -506,14 +539,14 @@ mod tests {
         t.reasons = vec!["client-admin.crt expires in 20 days".into()];
         t.decision = Some("repair: due".into());
         t.breaker_open = true;
-        t.in_progress = Some("check");
+        t.in_progress = Some(JobKind::Check);
         t.next_action = Some(NextAction {
             at: 200,
             action: "check",
             why: "the next certificate enters the renewal window".into(),
         });
         t.last_repair = Some(RepairSummary {
-            result: "failed".into(),
+            result: RepairEnd::Ran(RepairResult::Failed),
             requested_by: "schedule",
             started_at: 50,
             finished_at: 90,

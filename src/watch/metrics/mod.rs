@@ -426,8 +426,12 @@ impl Collector for TargetCollector {
                     container: t.container.as_str().into(),
                 };
                 s.up.push((l.clone(), i64::from(t.up)));
-                s.in_progress
-                    .push((l.clone(), i64::from(t.in_progress == Some("repair"))));
+                s.in_progress.push((
+                    l.clone(),
+                    i64::from(
+                        t.in_progress == Some(crate::watch::controller::jobs::JobKind::Repair),
+                    ),
+                ));
                 s.breaker_open.push((l.clone(), i64::from(t.breaker_open)));
                 s.clock_skew.push((l.clone(), i64::from(t.clock.is_some())));
                 if let Some(ts) = t.last_check {

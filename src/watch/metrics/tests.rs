@@ -320,7 +320,7 @@ fn breaker_and_repair_gauges_follow_the_published_state() {
         report(vec![cert("client-admin.crt", "system:admin", "0a")], vec![]),
     );
     t.breaker_open = true;
-    t.in_progress = Some("repair");
+    t.in_progress = Some(crate::watch::controller::jobs::JobKind::Repair);
     t.clock = Some("the tool's clock reads 1970-01-01T00:00:05Z".into());
     let shared = shared_with(vec![t]);
     let text = Metrics::new(shared.clone()).encode_as(Format::Text);

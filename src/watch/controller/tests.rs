@@ -9,17 +9,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{advance, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{
-    ApiCommand, ApiReply, Clock, Config, Controller, Found, Observation, Runner,
-};
-use super::schedule::{Findings, Pending, Policy};
-use super::state::{Shared, StatusDoc};
-use super::targets::{Selector, Trigger};
+use super::{ApiCommand, ApiReply, Clock, Config, Controller, Found, Observation, Runner};
 use crate::error::Error;
 use crate::inventory::{Inventory, RenewBefore};
 use crate::repair::{RepairReport, RepairResult};
 use crate::report::CheckReport;
 use crate::watch::metrics::Metrics;
+use crate::watch::schedule::{Findings, Pending, Policy};
+use crate::watch::state::{Shared, StatusDoc};
+use crate::watch::targets::{Selector, Trigger};
 
 const DAY: i64 = 86_400;
 const RENEW_BEFORE: i64 = 90 * DAY;
@@ -463,7 +461,7 @@ async fn cooldown_and_breaker_bound_failing_repairs() {
     let doc = h.shared.snapshot();
     let t = &doc.targets["rancher"];
     assert_eq!(t.repairs_last_24h, 3);
-    assert_eq!(t.last_repair.as_ref().unwrap().result, "failed");
+    assert_eq!(t.last_repair.as_ref().unwrap().result.as_str(), "failed");
     assert!(t.decision.as_deref().unwrap().contains("circuit breaker"));
     // The window rolls: each repair ages out 24 h after it started, and frees one slot.
     advance(Duration::from_secs((DAY - 3 * 3600 - 50 - 60) as u64)).await;
@@ -615,7 +613,12 @@ async fn an_interrupted_repair_is_finished_at_the_first_look_whatever_the_window
     assert!(fake.world.lock().unwrap().running["rancher"]);
     let doc = h.shared.snapshot();
     assert_eq!(
-        doc.targets["rancher"].last_repair.as_ref().unwrap().result,
+        doc.targets["rancher"]
+            .last_repair
+            .as_ref()
+            .unwrap()
+            .result
+            .as_str(),
         "repaired"
     );
     h.shutdown.cancel();
