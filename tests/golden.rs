@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "common/fake_engine.rs"]
+#[allow(dead_code)]
 mod fake_engine;
 
 use std::collections::BTreeMap;
