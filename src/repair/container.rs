@@ -16,86 +16,19 @@ use tokio_util::sync::CancellationToken;
 use super::engine::Engine;
 use super::evidence::{look, Look};
 use super::failure::Failure;
-use super::journal::{self, Journal, Phase};
+use super::journal::{self, Phase};
 use super::ladder::Ladder;
-use super::lock::{self, Acquired, Holder, Liveness};
-use super::machine::{self, Resume};
+use super::lock::{self, Acquired, Holder};
+use super::pending::{pending, Pending};
 use super::plan;
+use super::resume::{resume, Resumed};
 use super::{
     backup, decide, kubectl_variants, lease_validity, Decision, RepairOptions, RepairReport,
     RepairResult, Run, KUBECONFIG_PATH,
 };
 use crate::docker::ContainerInfo;
 use crate::error::Error;
-use crate::inventory::inventory;
-use crate::process::Me;
 use crate::report::CheckReport;
-
-/// Work an interrupted repair left on a container, as seen by a read-only look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    /// A journal of this container: a repair was interrupted at this step.
-    Journal(Phase),
-    /// A journal exists but is not acted upon (unreadable, or it fails validation).
-    Refused(String),
-    /// The lease of a run that died while acting on it (its journal may live elsewhere).
-    Abandoned(String),
-    /// Another run acts on it right now.
-    Busy(String),
-}
-
-impl Pending {
-    /// Work to finish now (rather than wait for, or refuse).
-    pub fn needs_finishing(&self) -> bool {
-        matches!(self, Pending::Journal(_) | Pending::Abandoned(_))
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Pending::Journal(p) => format!(
-                "a repair was interrupted at step `{}`: finishing it",
-                p.as_str()
-            ),
-            Pending::Refused(why) => format!("an interrupted repair's journal is refused: {why}"),
-            Pending::Abandoned(why) => {
-                format!("a run died while acting on this container ({why}): finishing its job")
-            }
-            Pending::Busy(who) => who.clone(),
-        }
-    }
-}
-
-/// What an interrupted repair left on `info` (read-only).
-pub async fn pending<E: Engine>(
-    engine: &E,
-    backup_dir: Option<&Path>,
-    info: &ContainerInfo,
-    tls_path: &str,
-    me: &Me,
-) -> Option<Pending> {
-    if let Some(dir) = backup_dir {
-        match journal::load(dir, info) {
-            Ok(Some(j)) => {
-                return Some(match j.validate(info, tls_path) {
-                    Ok(()) => Pending::Journal(j.phase),
-                    Err(r) => Pending::Refused(r.to_string()),
-                })
-            }
-            Ok(None) => {}
-            Err(r) => return Some(Pending::Refused(r.to_string())),
-        }
-    }
-    match lock::lease_state(engine, info, me).await {
-        Some((lease, Liveness::Alive(why))) => Some(Pending::Busy(format!(
-            "another run acts on {}: {} ({why})",
-            info.name, lease.holder
-        ))),
-        Some((lease, Liveness::Stale(why))) => {
-            Some(Pending::Abandoned(format!("{}: {why}", lease.holder)))
-        }
-        None => None,
-    }
-}
 
 fn record_look(run: &mut Run<'_>, info: &ContainerInfo, tls_path: &str, l: &Look) {
     run.report.era = l.era.is_known().then(|| l.era.clone());
@@ -327,7 +260,7 @@ async fn locked<E: Engine>(
     .await
 }
 
-async fn wait_running<E: Engine>(engine: &E, id: &str, opts: &RepairOptions) {
+pub(super) async fn wait_running<E: Engine>(engine: &E, id: &str, opts: &RepairOptions) {
     let limit =
         tokio::time::Instant::now() + Duration::from_secs(u64::from(opts.stop_timeout) + 15);
     while tokio::time::Instant::now() < limit {
@@ -428,7 +361,7 @@ async fn fresh_repair<E: Engine>(
 }
 
 /// Finish with the container running, and write the result.
-async fn conclude<E: Engine>(
+pub(super) async fn conclude<E: Engine>(
     mut run: Run<'_>,
     mut ladder: Ladder<'_, E>,
     outcome: Result<CheckReport, Failure>,
@@ -466,131 +399,6 @@ async fn conclude<E: Engine>(
             run.finish(result, Some(diag))
         }
     })
-}
-
-// The run's bookkeeping travels by value between the steps; it is not worth a box.
-#[allow(clippy::large_enum_variant)]
-enum Resumed<'a> {
-    Done(Box<RepairReport>),
-    /// Nothing left to finish: go on with a fresh look.
-    LookAgain(Run<'a>),
-}
-
-/// Finish what the journal `j` records (validated against `info` already).
-#[allow(clippy::too_many_arguments)]
-async fn resume<'a, E: Engine>(
-    engine: &E,
-    mut run: Run<'a>,
-    info: &ContainerInfo,
-    tls_path: &str,
-    backup_dir: &Path,
-    holder: &Holder,
-    j: &Journal,
-    cancel: &CancellationToken,
-) -> Result<Resumed<'a>, Error> {
-    let opts = run.opts;
-    tracing::warn!(container = %info.name, phase = j.phase.as_str(), backup = %j.backup, "resuming a repair that was interrupted");
-    let backup_ok = match backup::read_archive(Path::new(&j.backup)) {
-        Ok((m, _)) => backup::verify(Path::new(&j.backup), &m).is_ok(),
-        Err(_) => false,
-    };
-    let action = machine::resume(j.phase, true, info.running, backup_ok);
-    run.report.reasons = vec![format!(
-        "resuming a repair interrupted at step `{}`",
-        j.phase.as_str()
-    )];
-    if let Resume::Forget { start } = action {
-        if start {
-            engine.start(&info.id).await?;
-            run.report.restarts += 1;
-            run.step(
-                "resume-start",
-                true,
-                format!(
-                    "started {}, which an interrupted repair had stopped before deleting anything",
-                    info.name
-                ),
-            );
-            wait_running(engine, &info.id, opts).await;
-        }
-        journal::clear(backup_dir, &info.id, &info.name);
-        return Ok(Resumed::LookAgain(run));
-    }
-    run.report.backup = Some(j.backup.clone());
-    let tree = engine.read_tree(&info.id, tls_path).await?;
-    let now = engine.now();
-    let inv = inventory(&tree, now, opts.renew_before);
-    run.report.before = Some(CheckReport::new(
-        format!("container:{}:{tls_path}", info.name),
-        now,
-        opts.renew_before,
-        &inv,
-    ));
-    let deadline = run.deadline();
-    let mut ladder = Ladder::new(
-        engine,
-        opts,
-        cancel,
-        &holder.run_id,
-        info.clone(),
-        tls_path,
-        backup_dir.to_path_buf(),
-        j.backup.clone(),
-        &tree,
-        deadline,
-    );
-    // What the interrupted run deleted (or was deleting) must come back.
-    ladder.wiped = j.delete.clone();
-    run.report.wiped = j.delete.clone();
-    let steps = async {
-        match action {
-            Resume::Wipe => {
-                ladder.wiped.clear();
-                ladder.wipe(&mut run, &j.delete, None).await?;
-                ladder
-                    .start(
-                        &mut run,
-                        "resume-start",
-                        &format!("re-ran the interrupted wipe and started {}", info.name),
-                    )
-                    .await?;
-            }
-            Resume::Verify { start: true } => {
-                if !backup_ok && j.phase == Phase::Wiping {
-                    run.step("resume", false, format!("the archive {} of the interrupted repair does not verify: nothing is deleted again; starting lets K3s regenerate what is missing", j.backup));
-                }
-                ladder
-                    .start(
-                        &mut run,
-                        "resume-start",
-                        &format!(
-                            "started {}, which an interrupted repair had stopped",
-                            info.name
-                        ),
-                    )
-                    .await?;
-            }
-            _ => {
-                ladder.journal(Phase::Verifying, &j.delete)?;
-                run.step(
-                    "resume",
-                    true,
-                    "the container runs: verifying the interrupted repair",
-                );
-            }
-        }
-        ladder.verify(&mut run).await
-    };
-    let grace = Duration::from_secs(u64::from(opts.stop_timeout));
-    let outcome = match tokio::time::timeout_at(deadline + grace, steps).await {
-        Ok(o) => o,
-        Err(_) => Err(Failure::Timeout {
-            secs: opts.timeout.as_secs(),
-        }),
-    };
-    Ok(Resumed::Done(Box::new(
-        conclude(run, ladder, outcome).await?,
-    )))
 }
 
 async fn get_serving_secret<E: Engine>(engine: &E, id: &str) -> Option<Vec<u8>> {

@@ -26,13 +26,16 @@ mod ladder;
 pub mod lock;
 pub mod machine;
 mod options;
+mod pending;
 pub mod plan;
 mod report;
+mod resume;
 pub mod wipe;
 
-pub use container::{pending, repair_container, Pending};
+pub use container::repair_container;
 pub use dir::repair_dir;
 pub use options::{FaultPoint, RepairOptions};
+pub use pending::{pending, Pending};
 pub use report::{RepairReport, RepairResult, Step};
 
 use std::path::PathBuf;
