@@ -423,7 +423,8 @@ async fn a_signal_rolls_the_step_forward_and_leaves_the_container_running() {
     }
 }
 
-/// Rancher never answers: the repair gives up at --timeout, the container running.
+/// Rancher never answers: the repair gives up at --timeout with the container running, and
+/// keeps its journal at `verifying`: the next run (Rancher answering by then) verifies it.
 #[tokio::test(start_paused = true)]
 async fn a_rancher_that_never_answers_fails_at_the_timeout_running() {
     let now = t0();
@@ -438,6 +439,11 @@ async fn a_rancher_that_never_answers_fails_at_the_timeout_running() {
     assert_eq!(r.failure, Some("timeout"));
     assert!(took <= Duration::from_secs(300 + 30 + 15), "{took:?}");
     assert!(fake.state(|s| s.c.running));
+    assert!(journal_exists(b.path()), "unverified: the journal stays");
+    fake.s.lock().unwrap().pong = true;
+    let r = repair(&fake, b.path()).await;
+    assert_eq!(r.result, RepairResult::Repaired, "{r:?}");
+    assert_eq!(r.restarts, 0, "only the verification was left");
     assert!(!journal_exists(b.path()));
 }
 
