@@ -76,226 +76,15 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
     }
 }
 
-// ---------------------------------------------------------------- private files
+mod names;
+mod private;
+mod retention;
 
-/// Create `dir` (0700) if missing; refuse a path that is a symlink or not a directory.
-///
-/// Every missing parent is created 0700 too. A directory that already exists is never
-/// chmod-ed: when group or others can open it, a warning says so (the files in it are 0600).
-pub fn ensure_private_dir(dir: &Path) -> Result<(), Error> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => Err(Error::Backup {
-            path: dir.display().to_string(),
-            detail: "the backup directory is a symbolic link; give the directory it points to"
-                .into(),
-        }),
-        Ok(m) if !m.is_dir() => Err(Error::Backup {
-            path: dir.display().to_string(),
-            detail: "the backup directory is not a directory".into(),
-        }),
-        Ok(m) => {
-            if m.mode() & 0o077 != 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    mode = format!("{:04o}", m.mode() & 0o7777),
-                    "the backup directory is group- or world-accessible: archives in it are 0600, \
-                     but others can list their names; `chmod 700` it (rancher-cert-guard did not \
-                     create it, so it leaves its mode alone)"
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_dirs(dir)
-            .map_err(|e| io_err(dir, "cannot create the backup directory", e)),
-        Err(e) => Err(io_err(dir, "cannot inspect the backup directory", e)),
-    }
-}
-
-/// Create `dir` and its missing parents, each 0700 whatever the umask.
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(p) = cur {
-        if p.as_os_str().is_empty() || fs::symlink_metadata(p).is_ok() {
-            break;
-        }
-        missing.push(p);
-        cur = p.parent();
-    }
-    for p in missing.into_iter().rev() {
-        match fs::DirBuilder::new().mode(0o700).create(p) {
-            Ok(()) => fs::set_permissions(p, fs::Permissions::from_mode(0o700))?,
-            // Created by someone else meanwhile: theirs, left as it is.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Create `path` 0600 with `O_CREAT|O_EXCL|O_NOFOLLOW`. Whatever is already there under that
-/// name (a stale temporary of a killed run, a planted link) is unlinked first, never followed.
-fn create_private(path: &Path) -> std::io::Result<fs::File> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} is a directory", path.display()),
-            ))
-        }
-        Ok(_) => fs::remove_file(path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    // Whatever the umask left, the file is exactly 0600.
-    f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    Ok(f)
-}
-
-/// Open `path` for reading without following a link at its last component, and without
-/// blocking on a FIFO; refuse anything but a regular file.
-fn open_private(path: &Path) -> std::io::Result<(fs::File, u64)> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("{} is a symbolic link; not followed", path.display()),
-                )
-            } else {
-                e
-            }
-        })?;
-    let m = f.metadata()?;
-    if !m.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok((f, m.len()))
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Write `bytes` to `dir/name` atomically and privately: tmp with O_EXCL|O_NOFOLLOW 0600,
-/// fsync, rename over `name` (never following a link there), fsync the directory.
-///
-/// The temporary is `dir/.<name>.tmp`; one left by a killed run is replaced. `name` must be a
-/// plain file name (no `/`, not `.` or `..`). `dir` must exist (see [`ensure_private_dir`]).
-pub fn write_private_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a plain file name"),
-        ));
-    }
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = create_private(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)?;
-    Ok(path)
-}
-
-/// Read a file we wrote, refusing symlinks and anything larger than `max` bytes.
-pub fn read_private(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let (f, len) = open_private(path)?;
-    let too_large = |n: u64| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is {n} bytes, over the limit of {max}", path.display()),
-        )
-    };
-    if len > max {
-        return Err(too_large(len));
-    }
-    let mut buf = Vec::with_capacity(len as usize);
-    f.take(max + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Err(too_large(buf.len() as u64));
-    }
-    Ok(buf)
-}
-
-// ---------------------------------------------------------------- archive names
-
-/// A target as it appears in file names: `[A-Za-z0-9_.-]` kept (a leading `.` excepted),
-/// every other byte `%XX`. Injective, so no two targets share a name; the identity on Docker
-/// container names (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), so their archive names are unchanged.
-pub fn escape_target(target: &str) -> String {
-    let mut out = String::with_capacity(target.len());
-    for (i, b) in target.bytes().enumerate() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push('%');
-    }
-    out
-}
-
-/// `<escaped target>-<YYYYMMDD>T<HHMMSS>Z[-<n>].tar`: the archive of `target` taken at `now`
-/// (`n` ≥ 1 when several are taken in one second).
-fn archive_name(target: &str, now: i64, n: u32) -> String {
-    let stamp = crate::timefmt::rfc3339(now).replace([':', '-'], "");
-    if n == 0 {
-        format!("{}-{stamp}.tar", escape_target(target))
-    } else {
-        format!("{}-{stamp}-{n}.tar", escape_target(target))
-    }
-}
-
-/// True when `name` parses exactly as an archive name of `target` (see [`archive_name`]):
-/// `rancher` never matches `rancher-2-20261124T172347Z.tar` nor `rancher-2019-pre-upgrade.tar`.
-pub fn is_archive_of(name: &str, target: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix(&escape_target(target))
-        .and_then(|r| r.strip_prefix('-'))
-        .and_then(|r| r.strip_suffix(".tar"))
-    else {
-        return false;
-    };
-    let (stamp, n) = match rest.split_once('-') {
-        Some((s, n)) => (s, Some(n)),
-        None => (rest, None),
-    };
-    let b = stamp.as_bytes();
-    let stamp_ok = b.len() == 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z';
-    let n_ok = n.is_none_or(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
-    stamp_ok && n_ok
-}
-
-/// A temporary of an archive of `target` (`.<archive name>.tmp`), left by a killed run.
-fn is_temporary_of(name: &str, target: &str) -> bool {
-    name.strip_prefix('.')
-        .and_then(|n| n.strip_suffix(".tmp"))
-        .is_some_and(|n| is_archive_of(n, target))
-}
+use names::*;
+pub use names::{escape_target, is_archive_of};
+use private::*;
+pub use private::{ensure_private_dir, read_private, write_private_atomic};
+pub use retention::prune;
 
 // ---------------------------------------------------------------- write, verify, read
 
@@ -423,7 +212,7 @@ pub fn verify(path: &Path, expected: &Manifest) -> Result<(), Error> {
 }
 
 /// Every file of the manifest is in the archive with its sha256, and nothing else is.
-fn check_files(m: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+pub(super) fn check_files(m: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
     for f in &m.files {
         match files.get(&f.path) {
             Some(b) if sha(b) == f.sha256 && b.len() as u64 == f.bytes => {}
@@ -474,7 +263,7 @@ pub fn read_archive(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)
 }
 
 /// The manifest of an archive (its first entry) without reading the rest.
-fn read_manifest(path: &Path) -> Result<Manifest, String> {
+pub(super) fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let (file, _) = open_private(path).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut entries = archive.entries().map_err(|e| e.to_string())?;
@@ -497,7 +286,7 @@ fn read_manifest(path: &Path) -> Result<Manifest, String> {
 }
 
 /// `created_at` of a manifest as Unix seconds.
-fn created_at(m: &Manifest) -> Option<i64> {
+pub(super) fn created_at(m: &Manifest) -> Option<i64> {
     time::OffsetDateTime::parse(
         &m.created_at,
         &time::format_description::well_known::Rfc3339,
@@ -507,87 +296,8 @@ fn created_at(m: &Manifest) -> Option<i64> {
 }
 
 /// True when the archive's files match its own manifest.
-fn verifies(path: &Path) -> bool {
+pub(super) fn verifies(path: &Path) -> bool {
     read_archive(path).is_ok_and(|(m, files)| check_files(&m, &files).is_ok())
-}
-
-// ---------------------------------------------------------------- retention
-
-/// Keep the newest `keep` archives of `target` in `dir` (at least one); returns the removed
-/// paths. Also removes stale temporaries of `target`.
-///
-/// Only names that parse exactly as `target`'s archives ([`is_archive_of`]) and whose manifest
-/// names `target` are considered; anything else is left alone, whatever it is called. They are
-/// ordered by the manifest's `created_at` (not the name, not the mtime: the clock may have been
-/// wrong when either was written). `just_written` and the newest archive that still verifies
-/// are never removed, even when that keeps more than `keep`.
-pub fn prune(dir: &Path, target: &str, keep: usize, just_written: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut candidates: Vec<(i64, PathBuf)> = Vec::new();
-    for entry in rd.filter_map(|e| e.ok()) {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
-        if is_temporary_of(name, target) {
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed the temporary file of an interrupted backup")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "cannot remove a stale temporary file: {e}")
-                }
-            }
-            continue;
-        }
-        if !is_archive_of(name, target) || path == just_written {
-            continue;
-        }
-        match read_manifest(&path) {
-            Ok(m) if m.target == target => match created_at(&m) {
-                Some(t) => candidates.push((t, path)),
-                None => {
-                    tracing::warn!(path = %path.display(), "archive kept: its manifest has no valid created_at")
-                }
-            },
-            Ok(m) => {
-                tracing::debug!(path = %path.display(), owner = %m.target, "named like an archive of {target} but holds another target's: not ours")
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "archive kept: cannot read its manifest: {e}")
-            }
-        }
-    }
-    // Newest first; the name breaks ties.
-    candidates.sort_by(|a, b| b.cmp(a));
-    let just_time = read_manifest(just_written)
-        .ok()
-        .and_then(|m| created_at(&m))
-        .unwrap_or(i64::MIN);
-    // The archive just written was verified when it was written; when an older-stamped one
-    // is newer by its manifest (the clock went back), the newest of those that verifies stays.
-    let newest_verified = candidates
-        .iter()
-        .take_while(|(t, _)| *t > just_time)
-        .find(|(_, p)| verifies(p))
-        .map(|(_, p)| p.clone());
-    let mut kept = 1 + usize::from(newest_verified.is_some());
-    let mut removed = Vec::new();
-    for (_, p) in candidates {
-        if Some(&p) == newest_verified.as_ref() {
-            continue;
-        }
-        if kept < keep.max(1) {
-            kept += 1;
-            continue;
-        }
-        match fs::remove_file(&p) {
-            Ok(()) => removed.push(p),
-            Err(e) => tracing::warn!(path = %p.display(), "cannot remove an old archive: {e}"),
-        }
-    }
-    removed
 }
 
 /// Make sure `dir` accepts a write before anything else happens (cheap early refusal). The
