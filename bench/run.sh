@@ -228,7 +228,7 @@ ALL_FILES=$(find "$WORK/dirtree/tls" -type f | wc -l)
 
 run_check() { "$BIN" check --container "$C1" -o json >"$WORK/check.json" 2>/dev/null || echo "$?" >"$WORK/check.rc"; }
 run_manual() {
-  # The seed article's loop, after copying the directory out of the container.
+  # The manual loop of the Rancher v2.3 write-ups (docker cp, then openssl x509 per file).
   docker cp "$C1:$TLS" "$WORK/manual/" >/dev/null 2>&1
   for i in $(ls "$WORK/manual/tls/"*.crt); do echo "$i"; openssl x509 -enddate -noout -in "$i"; done >"$WORK/manual.out"
 }

@@ -5,7 +5,7 @@
 //!
 //! k3s's own lines (`k3s_*`) go to stdout too, unless `SIM_K3S_LOG=file`
 //! sends them to `/var/lib/rancher/k3s.log` (appended), like Rancher
-//! >= v2.5.10 which starts k3s with `--log=./k3s.log` (k3s-facts §0, §5.3).
+//! >= v2.5.10 which starts k3s with `--log=./k3s.log` (rancher/norman commit 986dd5b2, `pkg/kwrapper/k8s/k3s_linux.go`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

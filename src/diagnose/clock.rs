@@ -38,7 +38,7 @@ use crate::timefmt::{residual, rfc3339};
 pub const CLOCK_FLOOR: i64 = 1_795_651_200;
 
 /// A suggested tolerance between clocks, in seconds. K3s itself back-dates new CAs by an hour
-/// from dynamiclistener v0.7.3 on (k3s-facts §2), so a few minutes are safe.
+/// from dynamiclistener v0.7.3 on (rancher/dynamiclistener `cert/cert.go`), so a few minutes are safe.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
 /// Which check found the skew.

@@ -1,5 +1,5 @@
 //! The embedded K3s's own log file. Rancher ≥ v2.5.10 and ≥ v2.6.0 start K3s with
-//! `--log=./k3s.log` (rancher/norman commit 986dd5b2, k3s-facts §0), so its lines land in
+//! `--log=./k3s.log` (rancher/norman commit 986dd5b2, `pkg/kwrapper/k8s/k3s_linux.go`), so its lines land in
 //! `/var/lib/rancher/k3s.log` and `docker logs` shows only Rancher's. The file outlives every
 //! restart: only the lines written since the container's last start may decide anything, or
 //! a failure fixed a year ago would call for a repair forever.

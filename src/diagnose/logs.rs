@@ -33,7 +33,7 @@
 use serde::Serialize;
 
 /// The ports of the embedded K3s: 6443 supervisor (dynamiclistener), 6444 kube-apiserver,
-/// 2379 etcd (k3s-facts §1.1, §6).
+/// 2379 etcd (k3s `pkg/cluster/https.go`, `pkg/daemons/control/server.go`).
 pub const K3S_PORTS: [u16; 3] = [6443, 6444, 2379];
 
 /// Path prefixes a request to K3s has: Kubernetes clients (`/api`, `/apis`, `/version`,

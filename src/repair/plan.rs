@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::inventory::{CertKind, FileRole, Inventory, Status, SERVING_FILE};
 
-/// The error texts behind the signatures (seed articles, k3s-facts §5.3). A line counts only
+/// The error texts behind the signatures (rancher/rancher#25311, k3s-io/k3s#3144, #2186). A line counts only
 /// when the classifier ([`crate::diagnose::logs`]) says it is about the embedded K3s itself.
 pub const SIGNATURES: &[&str] = &[
     "x509: certificate signed by unknown authority",
@@ -63,7 +63,7 @@ pub fn signatures(logs: &str) -> Vec<Signature> {
 /// keys (a new one invalidates every ServiceAccount token), and the kubelet keys the
 /// supervisor signs every node's kubelet certificates with — K3s only ever loads or generates
 /// these on the server (`certutil.LoadOrGenerateKeyFile(runtime.ClientKubeletKey, regen)` in
-/// k3s `pkg/daemons/control/deps/deps.go`; k3s-facts §1.1), never a certificate beside them.
+/// k3s `pkg/daemons/control/deps/deps.go`), never a certificate beside them.
 const NEVER_DELETED_KEYS: &[&str] = &[
     "service.key",
     "service.current.key",
@@ -83,7 +83,7 @@ pub fn is_protected(path: &str) -> bool {
         || name.starts_with("intermediate-ca")
 }
 
-/// Leaf certificate files K3s regenerates when missing (k3s-facts §1.1, §1.2, §3.3).
+/// Leaf certificate files K3s regenerates when missing (k3s `pkg/daemons/control/deps/deps.go` `genClientCerts`, `genServerCerts`, `genETCDCerts`; the file map of `pkg/util/services/services.go`).
 pub(crate) fn k3s_regenerates(path: &str) -> bool {
     let (dir, name) = match path.rsplit_once('/') {
         Some((d, n)) => (d, n),
@@ -139,7 +139,7 @@ pub fn plan_wipe(inv: &Inventory) -> WipePlan {
         }
     }
     // The file and the secret go together, even when the file is missing or unreadable:
-    // either one alone brings the old certificate back (k3s-facts §1.4).
+    // either one alone brings the old certificate back (rancher/dynamiclistener v0.2.0 `storage/kubernetes/controller.go`; the fix in k3s-io/k3s#2914).
     plan.reset_serving = true;
     plan.delete.sort();
     plan.delete.dedup();

@@ -132,8 +132,9 @@ pub struct TargetStatus {
 }
 
 /// True when a path of the TLS tree lies in a backup directory (`tls-<unix>` that
-/// `k3s certificate rotate` and Rancher's `--cluster-reset` start leave, k3s-facts §1.1 and
-/// top fact 8): those certificates are history, never exported nor counted as errors.
+/// `k3s certificate rotate` leaves — k3s-io/k3s `pkg/cli/cert/cert.go` `backupCertificates` —
+/// and so does the `--cluster-reset` Rancher ≥ v2.6.3 runs at every start, rancher/rancher
+/// `package/entrypoint.sh`): those certificates are history, never exported nor counted.
 pub fn under_backup_dir(path: &str) -> bool {
     let mut parts: Vec<&str> = path.split('/').collect();
     parts.pop(); // the file name itself

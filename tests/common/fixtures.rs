@@ -1,4 +1,4 @@
-//! Certificate fixtures generated with rcgen in the real K3s layout (k3s-facts §1–2):
+//! Certificate fixtures generated with rcgen in the real K3s layout (k3s `pkg/daemons/control/deps/deps.go`, rancher/dynamiclistener `cert/cert.go`):
 //! ECDSA P-256 CAs `k3s-<x>-ca@<unix>` of 3650 days with serial 0, leaves of 365 days written
 //! as leaf + CA with notBefore equal to the CA's, an RSA `service.key`, `etcd/`, and both
 //! historic shapes of `dynamic-cert.json`.
