@@ -35,6 +35,9 @@ pub struct CheckReport {
     /// Present only when the clocks disagree: every status above rests on them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::diagnose::clock::ClockSkew>,
+    /// A container's Rancher and K3s versions, when its image says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub era: Option<crate::docker::Era>,
 }
 
 impl CheckReport {
@@ -49,6 +52,7 @@ impl CheckReport {
             problems: inv.problems.clone(),
             error: None,
             clock: None,
+            era: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl CheckReport {
             problems: vec![],
             error: Some(error),
             clock: None,
+            era: None,
         }
     }
 
@@ -146,6 +151,13 @@ impl CheckReport {
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("error: {e}\n"));
+        }
+        if let Some(e) = self.era.as_ref().filter(|e| e.is_known()) {
+            out.push_str(&format!(
+                "rancher: {}  k3s: {}\n",
+                e.rancher.as_deref().unwrap_or("?"),
+                e.k3s.as_deref().unwrap_or("?")
+            ));
         }
         if let Some(c) = &self.clock {
             out.push_str(&format!("CLOCK: {}\n", c.reason));

@@ -73,15 +73,26 @@ async fn run_check(args: CheckArgs) -> Outcome {
             None => None,
         };
         let clock = check_clock(now, daemon_now, &inv, DEFAULT_TOLERANCE_SECS).err();
+        // The era the image carries (where remedies differ by version).
+        let era = match (&docker, &target) {
+            (Some(d), Target::Container { name, .. }) => d
+                .inspect(name)
+                .await
+                .ok()
+                .map(|i| crate::docker::Era::of(&i))
+                .filter(|e| e.is_known()),
+            _ => None,
+        };
         // The file bodies are not needed for the report: free them before it is built (peak
         // memory on a 10 000-file tree, bench/RESULTS.md).
         drop(tree);
-        Ok::<_, Error>((inv, clock))
+        Ok::<_, Error>((inv, clock, era))
     }
     .await;
     let report = match result {
-        Ok((inv, clock)) => {
+        Ok((inv, clock, era)) => {
             let mut r = CheckReport::new(describe, now, renew_before, &inv);
+            r.era = era;
             if let Some(c) = &clock {
                 eprintln!(
                     "warning: the clock looks wrong, so every status below is in doubt: {}",

@@ -208,3 +208,34 @@ fn unreachable_daemon_names_the_host_it_tried() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("tcp://127.0.0.1:1"), "{}", stderr(&o));
 }
+
+/// The era the image carries (`ENV CATTLE_SERVER_VERSION` / `CATTLE_K3S_VERSION` in
+/// rancher/rancher's package/Dockerfile) is reported by `check` and by `repair`.
+#[test]
+fn the_rancher_and_k3s_versions_are_reported() {
+    if !docker_available() {
+        return;
+    }
+    let sim = common::sim::start_sim(
+        &[
+            "CATTLE_SERVER_VERSION=v2.5.7",
+            "CATTLE_K3S_VERSION=v1.18.8+k3s1",
+        ],
+        &[],
+    );
+    common::sim::wait_log(&sim.name, "Rancher startup complete");
+    let (code, v) = check(&["--container", &sim.name]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["era"]["rancher"], "v2.5.7", "{v}");
+    assert_eq!(v["era"]["k3s"], "v1.18.8+k3s1", "{v}");
+    let o = run_bin(&[
+        "repair",
+        "--container",
+        &sim.name,
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["era"]["k3s"], "v1.18.8+k3s1", "{r}");
+}

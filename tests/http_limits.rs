@@ -51,6 +51,7 @@ fn big_shared() -> Arc<Shared> {
         problems: vec![],
         error: None,
         clock: None,
+        era: None,
     };
     let shared = Arc::new(Shared::new(Duration::from_secs(30), StatusDoc::default()));
     shared.tick();

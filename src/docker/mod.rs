@@ -14,10 +14,12 @@ use futures_util::Stream;
 use crate::error::Error;
 
 mod archive;
+mod era;
 mod helper;
 mod lease;
 mod lifecycle;
 
+pub use era::Era;
 pub use lease::{lease_name, Lease, LEASE_LABEL};
 
 /// Label put on every helper and lease container this tool creates, so they can be found and

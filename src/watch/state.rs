@@ -470,6 +470,7 @@ mod tests {
                 .collect(),
             error: None,
             clock: None,
+            era: None,
         };
         TargetStatus {
             container: name.into(),

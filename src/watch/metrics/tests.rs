@@ -41,6 +41,7 @@ fn report(certs: Vec<CertRecord>, problems: Vec<Problem>) -> CheckReport {
         problems,
         error: None,
         clock: None,
+        era: None,
     }
 }
 
