@@ -37,10 +37,23 @@ fn hex_run_after<'a>(s: &'a str, marker: &str) -> Option<&'a str> {
     None
 }
 
-/// The container id in `/proc/self/mountinfo` (Docker bind-mounts
-/// `/var/lib/docker/containers/<id>/hostname` and friends into every container).
+/// The container id in `/proc/self/mountinfo`: Docker bind-mounts
+/// `/var/lib/docker/containers/<id>/hostname` (and `hosts`, `resolv.conf`) onto `/etc/…` in
+/// every container. Only those mount points count: on the host itself, mountinfo lists every
+/// running container's `…/containers/<id>/mounts/shm`, which says nothing about *this* process.
 pub fn id_from_mountinfo(mountinfo: &str) -> Option<String> {
-    hex_run_after(mountinfo, "/containers/").map(str::to_string)
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let root = fields.nth(3)?;
+        let mount_point = fields.next()?;
+        if !matches!(
+            mount_point,
+            "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
+        ) {
+            return None;
+        }
+        hex_run_after(root, "/containers/").map(str::to_string)
+    })
 }
 
 /// The container id in `/proc/self/cgroup` (cgroup v1 `…/docker/<id>`, systemd

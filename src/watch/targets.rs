@@ -274,6 +274,12 @@ mod tests {
             id_from_mountinfo("1 0 0:1 / / rw - overlay overlay rw\n"),
             None
         );
+        // On the host: other containers' shm mounts say nothing about this process.
+        let host = format!(
+            "1 0 0:1 / / rw - ext4 /dev/vda rw\n\
+             9 1 0:50 / /var/lib/docker/containers/{id}/mounts/shm rw - tmpfs shm rw\n"
+        );
+        assert_eq!(id_from_mountinfo(&host), None);
         assert_eq!(
             id_from_cgroup(&format!("12:pids:/docker/{id}\n")),
             Some(id.clone())
