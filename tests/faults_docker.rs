@@ -572,9 +572,15 @@ fn a_daemon_restart_mid_repair_is_finished_by_the_next_look() {
         ],
         &[("DOCKER_HOST", &d.host)],
     );
-    wait_for(60, "the wipe", || {
+    // The wipe is done (its files are gone) and the repair paused right after it.
+    let wiped = |d: &common::daemon::PrivateDaemon| {
         phase(backups.path(), &id).as_deref() == Some("wiping")
-    });
+            && !d
+                .cli(&["cp", &format!("{name}:{TLS}/client-admin.crt"), "-"])
+                .status
+                .success()
+    };
+    wait_for(60, "the wipe", || wiped(&d));
     // Down while the repair is paused after its wipe, and for a while after.
     d.stop();
     std::thread::sleep(Duration::from_secs(10));

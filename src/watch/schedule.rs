@@ -211,8 +211,8 @@ pub struct Findings {
 pub enum Pending {
     /// A repair was interrupted (its journal, or the lease of a run that died): finish it.
     /// With the container stopped, now — whatever the window, cooldown or breaker say; with it
-    /// running (only the verification is left), at once too, but within the cooldown and the
-    /// breaker, so a verification that keeps failing cannot restart Rancher without end.
+    /// running (only the verification is left), at once too, but within the circuit breaker, so
+    /// a verification that keeps failing cannot restart Rancher without end.
     Finish { why: String, stopped: bool },
     /// Another run acts on the container right now: look again later.
     Busy(String),
@@ -283,15 +283,12 @@ pub fn decide(now: i64, f: &Findings, policy: &Policy, gate: Gate) -> Decision {
             stopped: false,
         }) => {
             return match gate {
-                Gate::Open => Decision::Repair { why: why.clone() },
-                Gate::Cooldown(after)
-                | Gate::Tripped {
-                    remaining: after, ..
-                } => Decision::Wait {
-                    after,
+                Gate::Open | Gate::Cooldown(_) => Decision::Repair { why: why.clone() },
+                Gate::Tripped { remaining, .. } => Decision::Wait {
+                    after: remaining,
                     why: format!(
-                        "{why}; the container runs, so within the cooldown and breaker: in {}",
-                        human(after)
+                        "{why}; the container runs, so within the circuit breaker: in {}",
+                        human(remaining)
                     ),
                 },
             };
@@ -614,5 +611,73 @@ mod tests {
             decide(now, &stopped, &policy(None), Gate::Open),
             Decision::Leave { .. }
         ));
+    }
+
+    /// What an earlier run left decides first: a stopped container is finished whatever the
+    /// window, cooldown or breaker; a running one (verification left) within the breaker only;
+    /// another run acting is left to it; a refused journal is reported; monitor-only reports.
+    #[test]
+    fn pending_work_comes_first() {
+        let now = t(2, 12, 0); // Tuesday noon: outside the Sunday window
+        let w = policy(Some("Sun 02:00-04:00"));
+        let tripped = Gate::Tripped {
+            remaining: Duration::from_secs(3600),
+            count: 3,
+        };
+        let cooling = Gate::Cooldown(Duration::from_secs(300));
+        let with = |p: Pending| Findings {
+            pending: Some(p),
+            ..Findings::default()
+        };
+        let finish = |stopped| Pending::Finish {
+            why: "a repair was interrupted".into(),
+            stopped,
+        };
+        for gate in [Gate::Open, cooling, tripped] {
+            assert!(
+                matches!(
+                    decide(now, &with(finish(true)), &w, gate),
+                    Decision::Repair { .. }
+                ),
+                "stopped: finished now, {gate:?}"
+            );
+        }
+        assert!(matches!(
+            decide(now, &with(finish(false)), &w, cooling),
+            Decision::Repair { .. }
+        ));
+        assert!(matches!(
+            decide(now, &with(finish(false)), &w, tripped),
+            Decision::Wait { after, .. } if after == Duration::from_secs(3600)
+        ));
+        assert!(matches!(
+            decide(now, &with(Pending::Busy("another run".into())), &w, Gate::Open),
+            Decision::Wait { after, .. } if after == BUSY_RECHECK
+        ));
+        assert!(matches!(
+            decide(
+                now,
+                &with(Pending::Refused("bad journal".into())),
+                &w,
+                Gate::Open
+            ),
+            Decision::Report { .. }
+        ));
+        let mut mo = w.clone();
+        mo.monitor_only = true;
+        assert!(matches!(
+            decide(now, &with(finish(true)), &mo, Gate::Open),
+            Decision::Report { .. }
+        ));
+        // The clock: due, but nothing is changed.
+        let skew = Findings {
+            reasons: vec!["client-admin.crt is expired".into()],
+            urgent: true,
+            clock: Some("the tool's clock reads 1970".into()),
+            ..Findings::default()
+        };
+        assert!(
+            matches!(decide(now, &skew, &w, Gate::Open), Decision::Report { ref why } if why.contains("clock"))
+        );
     }
 }
