@@ -10,75 +10,18 @@
 //! * logs that cannot be read are said so, and the decision rests on the certificates;
 //! * a failure in K3s's own log file (Rancher ≥ v2.5.10) is still detected.
 //!
-//! The last four need the integration of `diagnose` into the ladder (clock gate with the
-//! daemon's time, proof of regeneration, reading `k3s.log` through the archive API, the
-//! "logs unreadable" reason): they state the expected behaviour precisely and fail until then.
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sim::{logs, start_sim, state, tls_snapshot};
 use common::*;
 use serde_json::Value;
 
-const TLS: &str = "/var/lib/rancher/k3s/server/tls";
 const HEALTHY: &str = "Rancher startup complete";
-
-struct Sim {
-    name: String,
-    _guard: ContainerGuard,
-}
-
-fn start_sim(env: &[&str], extra: &[&str]) -> Sim {
-    assert!(
-        docker_raw(&["image", "inspect", &sim_image()])
-            .status
-            .success(),
-        "{} missing: build it with scripts/build-sim-image.sh (SIM_IMAGE=...)",
-        sim_image()
-    );
-    let name = unique("diag");
-    let guard = ContainerGuard(name.clone());
-    let mut args: Vec<String> = [
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--label",
-        TEST_LABEL,
-        "--name",
-        &name,
-        "-e",
-        "SIM_BOOT_SECONDS=0.3",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for e in env {
-        args.push("-e".into());
-        args.push(e.to_string());
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(sim_image());
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker(&a);
-    Sim {
-        name,
-        _guard: guard,
-    }
-}
-
-fn logs(name: &str) -> String {
-    let o = docker_raw(&["logs", name]);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Waits until the logs of the *current* run (after its last `is starting` line) hold `needle`.
 fn wait_current(name: &str, needle: &str) {
@@ -89,39 +32,6 @@ fn wait_current(name: &str, needle: &str) {
             .unwrap_or("")
             .contains(needle)
     });
-}
-
-fn state(name: &str) -> String {
-    docker(&[
-        "inspect",
-        "-f",
-        "{{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}",
-        name,
-    ])
-}
-
-/// Every file of the container's TLS tree (works stopped too).
-fn tls_snapshot(name: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let o = docker_raw(&["cp", &format!("{name}:{TLS}"), "-"]);
-    assert!(o.status.success(), "docker cp: {}", stderr_of(&o));
-    let mut out = std::collections::BTreeMap::new();
-    let mut ar = tar::Archive::new(&o.stdout[..]);
-    for e in ar.entries().unwrap() {
-        let mut e = e.unwrap();
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
-        let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let rel = p.split_once('/').map(|(_, r)| r.to_string()).unwrap_or(p);
-        let mut buf = Vec::new();
-        e.read_to_end(&mut buf).unwrap();
-        out.insert(rel, buf);
-    }
-    out
-}
-
-fn stderr_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// `repair --container NAME -o json` with `extra`; (exit code, report, stderr).
@@ -455,7 +365,7 @@ fn a_leaf_that_does_not_come_back_fails_the_repair_naming_it() {
     assert_eq!(code, 5);
     let diagnosis = v["diagnosis"].as_str().unwrap_or("");
     assert!(diagnosis.contains("client-admin.crt"), "{diagnosis}");
-    assert_eq!(state(&sim.name).split(' ').next(), Some("running"));
+    assert_eq!(state(&sim.name).0, "running");
 }
 
 /// With `--log-driver none` Docker cannot return the logs. The report says so (in the reasons
