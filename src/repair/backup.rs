@@ -473,23 +473,25 @@ pub fn read_archive(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)
     ))
 }
 
-/// The manifest of an archive (its first entry) without reading the rest.
+/// The manifest of an archive (its first entry) without reading the rest. The archive may be
+/// anyone's who can write the backup directory: it is read through
+/// [`crate::source::archive::each_entry`], so its first header decides no allocation.
 fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let (file, _) = open_private(path).map_err(|e| e.to_string())?;
-    let mut archive = tar::Archive::new(file);
-    let mut entries = archive.entries().map_err(|e| e.to_string())?;
-    let entry = entries
-        .next()
-        .ok_or("an empty archive")?
-        .map_err(|e| e.to_string())?;
-    if entry.path_bytes().as_ref() != b"manifest.json" {
-        return Err("its first entry is not manifest.json".into());
-    }
-    let mut buf = Vec::new();
-    entry
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
+    let mut buf = None;
+    crate::source::archive::each_entry(file, |entry| {
+        if entry.path_bytes().as_ref() != b"manifest.json" {
+            return Err(std::io::Error::other(
+                "its first entry is not manifest.json",
+            ));
+        }
+        let mut b = Vec::new();
+        entry.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut b)?;
+        buf = Some(b);
+        Ok(false)
+    })
+    .map_err(|e| e.to_string())?;
+    let buf = buf.ok_or("an empty archive")?;
     if buf.len() as u64 > MAX_MANIFEST_BYTES {
         return Err("manifest.json is too large".into());
     }
@@ -627,6 +629,25 @@ pub fn safe_name(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::source::TreeEntry;
+
+    /// Before: the first header of an archive planted in the backup directory decided what
+    /// retention read into memory — a GNU long name or PAX header claiming 64 MiB (a sparse
+    /// file, 1 KiB on disk) was read whole, for every such archive (the defect the fuzz target
+    /// `archive` found in the tree reader, fuzz/RESULTS.md).
+    #[test]
+    fn a_planted_archive_header_decides_no_allocation() {
+        let d = tempfile::tempdir().unwrap();
+        for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+            let p = d.path().join("rancher-20261124T172347Z.tar");
+            // Without the `tls/` directory entry: the claim is the archive's first header.
+            let start = crate::source::archive::hostile_start(kind, 64 << 20);
+            fs::write(&p, &start[512..]).unwrap();
+            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_len((64 << 20) + 4096).unwrap();
+            let err = read_manifest(&p).unwrap_err();
+            assert!(err.contains("metadata"), "{kind:?}: {err}");
+        }
+    }
 
     fn tree() -> Tree {
         Tree {

@@ -34,8 +34,8 @@ pub fn tree_from_tar<R: Read>(reader: R) -> std::io::Result<Tree> {
 }
 
 /// The stream, read no further than an absolute position set before each step: how the
-/// metadata of one entry is capped while the `tar` crate reads it.
-struct Metered<R> {
+/// metadata of one entry is capped while the `tar` crate reads it (see [`each_entry`]).
+pub struct Metered<R> {
     inner: R,
     /// Bytes read from `inner` so far.
     pos: Rc<Cell<u64>>,
@@ -86,8 +86,15 @@ fn stream_len<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<u64> {
     Ok(pax.unwrap_or(header))
 }
 
-/// [`tree_from_tar`] within `limits`.
-pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Result<Tree> {
+/// Visit every entry of a tar stream in order, with what the `tar` crate holds for each entry
+/// capped: at most [`MAX_META_BYTES`] of metadata, names and link targets of at most
+/// [`MAX_NAME_BYTES`] (both end the read with an error). `visit` returns `false` to stop;
+/// whatever of an entry's data it does not read is skipped. Every reader of a tar stream that
+/// comes from outside — a daemon, a socket proxy, the backup directory — goes through here.
+pub fn each_entry<R: Read>(
+    reader: R,
+    mut visit: impl FnMut(&mut tar::Entry<'_, Metered<R>>) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     let pos = Rc::new(Cell::new(0));
     let limit = Rc::new(Cell::new(MAX_META_BYTES));
     let mut archive = tar::Archive::new(Metered {
@@ -95,11 +102,6 @@ pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Re
         pos: pos.clone(),
         limit: limit.clone(),
     });
-    let mut tree = Tree::default();
-    let mut budget = Budget::default();
-    // Paths already in the tree: a hard link names one of them (Docker writes the first path
-    // of an inode as a file, every later one as a link to it, like tar).
-    let mut seen: HashSet<String> = HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         // Where the next header starts: the reader skips there before reading it, and may
@@ -108,18 +110,37 @@ pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Re
             .get()
             .saturating_add(stream_len(&mut entry)?.saturating_add(BLOCK - 1) / BLOCK * BLOCK);
         limit.set(data_end.saturating_add(MAX_META_BYTES));
-        let path_bytes = entry.path_bytes();
-        if path_bytes.len() > MAX_NAME_BYTES {
-            return Err(too_long("name", path_bytes.len()));
+        let name = entry.path_bytes().len();
+        if name > MAX_NAME_BYTES {
+            return Err(too_long("name", name));
         }
-        let raw_path = String::from_utf8_lossy(&path_bytes).into_owned();
+        let link = entry.link_name_bytes().map_or(0, |b| b.len());
+        if link > MAX_NAME_BYTES {
+            return Err(too_long("link target", link));
+        }
+        if !visit(&mut entry)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`tree_from_tar`] within `limits`.
+pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Result<Tree> {
+    let mut tree = Tree::default();
+    let mut budget = Budget::default();
+    // Paths already in the tree: a hard link names one of them (Docker writes the first path
+    // of an inode as a file, every later one as a link to it, like tar).
+    let mut seen: HashSet<String> = HashSet::new();
+    each_entry(reader, |entry| {
+        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(rel) = relative(&raw_path) else {
-            continue;
+            return Ok(true);
         };
         // Entries under a skipped directory are not counted: the directory source never
         // descends into one.
         if rel.is_empty() || is_skipped(&rel) {
-            continue;
+            return Ok(true);
         }
         if !budget.take_entry(limits) {
             // Stop here: the rest of the stream is never read.
@@ -127,17 +148,18 @@ pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Re
                 path: rel,
                 body: EntryBody::TooManyEntries(limits.max_entries),
             });
-            break;
+            return Ok(false);
         }
-        let link_name = |entry: &tar::Entry<'_, _>| match entry.link_name_bytes() {
-            Some(b) if b.len() > MAX_NAME_BYTES => Err(too_long("link target", b.len())),
-            Some(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-            None => Ok(String::new()),
+        let link_name = |entry: &tar::Entry<'_, _>| {
+            entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
         };
         let header = entry.header();
         let kind = header.entry_type();
         let body = if kind.is_dir() {
-            continue;
+            return Ok(true);
         } else if kind.is_file() {
             let size = header.size().unwrap_or(0);
             if size > limits.max_file_bytes {
@@ -146,10 +168,7 @@ pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Re
                 EntryBody::TreeTooLarge(size)
             } else {
                 let mut buf = Vec::with_capacity(size as usize);
-                let body = match (&mut entry)
-                    .take(limits.max_file_bytes + 1)
-                    .read_to_end(&mut buf)
-                {
+                let body = match entry.take(limits.max_file_bytes + 1).read_to_end(&mut buf) {
                     Ok(_) if buf.len() as u64 > limits.max_file_bytes => {
                         EntryBody::TooLarge(buf.len() as u64)
                     }
@@ -164,20 +183,21 @@ pub fn tree_from_tar_limited<R: Read>(reader: R, limits: &Limits) -> std::io::Re
                 body
             }
         } else if kind.is_hard_link() {
-            let raw = link_name(&entry)?;
+            let raw = link_name(entry);
             match relative(&raw) {
                 Some(t) if seen.contains(&t) => EntryBody::HardLink(t),
                 _ => EntryBody::NotRegular(format!("hard link to {raw}, outside the tree")),
             }
         } else if kind.is_symlink() {
-            let target = link_name(&entry)?;
+            let target = link_name(entry);
             EntryBody::NotRegular(format!("symbolic link to {target}"))
         } else {
             EntryBody::NotRegular(format!("not a regular file (tar type {:?})", kind))
         };
         seen.insert(rel.clone());
         tree.entries.push(TreeEntry { path: rel, body });
-    }
+        Ok(true)
+    })?;
     tree.sort();
     Ok(tree)
 }
@@ -192,6 +212,25 @@ fn relative(raw: &str) -> Option<String> {
         return None;
     }
     Some(rest.join("/"))
+}
+
+/// The start of a hostile tar stream (for tests): the `tls/` directory, then one header of
+/// `kind` (a GNU long name, a PAX header…) that claims `size` bytes of metadata.
+#[cfg(test)]
+pub(crate) fn hostile_start(kind: tar::EntryType, size: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_path("tls/").unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    let mut start = h.as_bytes().to_vec();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_size(size);
+    h.set_cksum();
+    start.extend(h.as_bytes());
+    start
 }
 
 #[cfg(test)]
@@ -323,23 +362,10 @@ mod tests {
         }
     }
 
-    /// The `tls/` directory, then one header of `kind` claiming `size` bytes, then a stream of
-    /// zeros that does not end: what a hostile daemon or socket proxy can send.
+    /// [`hostile_start`], then zeros that do not end.
     fn endless_after(kind: tar::EntryType, size: u64) -> Counted<impl Read> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_path("tls/").unwrap();
-        h.set_size(0);
-        h.set_cksum();
-        let mut start = h.as_bytes().to_vec();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-        h.set_size(size);
-        h.set_cksum();
-        start.extend(h.as_bytes());
         Counted {
-            inner: std::io::Cursor::new(start).chain(std::io::repeat(0)),
+            inner: std::io::Cursor::new(hostile_start(kind, size)).chain(std::io::repeat(0)),
             read: 0,
         }
     }
