@@ -29,10 +29,15 @@ pub fn lines_since(text: &str, since: i64, year: i32) -> String {
     out
 }
 
-fn num(s: &str) -> Option<i64> {
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
+/// A field of ASCII digits, taken by bytes: a line is any text, and a field cut through a
+/// multi-byte character is simply not a number (slicing the `str` there panicked).
+fn num(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 4 {
+        return None;
+    }
+    b.iter().try_fold(0i64, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
 }
 
 fn unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
@@ -60,12 +65,12 @@ fn ymd_hms(s: &str) -> Option<i64> {
         return None;
     }
     unix(
-        num(&s[0..4])?,
-        num(&s[5..7])?,
-        num(&s[8..10])?,
-        num(&s[11..13])?,
-        num(&s[14..16])?,
-        num(&s[17..19])?,
+        num(&b[0..4])?,
+        num(&b[5..7])?,
+        num(&b[8..10])?,
+        num(&b[11..13])?,
+        num(&b[14..16])?,
+        num(&b[17..19])?,
     )
 }
 
@@ -84,11 +89,11 @@ pub fn timestamp(line: &str, year: i32) -> Option<i64> {
     if b.len() >= 14 && matches!(b[0], b'I' | b'W' | b'E' | b'F') && b[5] == b' ' && b[8] == b':' {
         return unix(
             i64::from(year),
-            num(&l[1..3])?,
-            num(&l[3..5])?,
-            num(&l[6..8])?,
-            num(&l[9..11])?,
-            num(&l[12..14])?,
+            num(&b[1..3])?,
+            num(&b[3..5])?,
+            num(&b[6..8])?,
+            num(&b[9..11])?,
+            num(&b[12..14])?,
         );
     }
     None
@@ -117,6 +122,34 @@ mod tests {
         assert_eq!(timestamp("  continuation of a stack trace", 2025), None);
         assert_eq!(timestamp("time=\"garbage", 2025), None);
         assert_eq!(timestamp("2025/13/40 99:99:99 x", 2025), None);
+    }
+
+    /// Found by the fuzz target `logs` (fuzz/RESULTS.md): a multi-byte character where a
+    /// digit belongs (`17é08:36`) panicked — the fields were sliced out of the `str` by byte
+    /// offsets. Any line of `/var/lib/rancher/k3s.log`, which a process of the container can
+    /// write, stopped the diagnosis.
+    #[test]
+    fn a_character_cut_by_a_field_is_not_a_panic() {
+        for line in [
+            "2020/02/23 17\u{e9}08:36 [INFO] Waiting for server",
+            "2018-11-28T11\u{fffd}36Z level=error",
+            "2018/08/13 t\u{fffd}10:20:27 [INFO]",
+            "2018/03/16 00:43:\u{fffd}s35 [ERROR]",
+            "time=\"2019-08-31T03:55:t\u{fffd}00Z\" level=error",
+            "E1126 03:04:0\u{e9}.123456 1 x.go:1] x",
+            "E1126 03:0\u{e9}:05.123456 1 x.go:1] x",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            assert_eq!(timestamp(line, 2025), None, "{line:?}");
+        }
+        assert_eq!(
+            lines_since(
+                "2025/11/26 03:04:05 ok\n2025/11/26 03\u{e9}04:06 cut\n",
+                0,
+                2025
+            ),
+            "2025/11/26 03:04:05 ok\n2025/11/26 03\u{e9}04:06 cut\n"
+        );
     }
 
     #[test]

@@ -262,23 +262,25 @@ pub fn read_archive(path: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)
     ))
 }
 
-/// The manifest of an archive (its first entry) without reading the rest.
+/// The manifest of an archive (its first entry) without reading the rest. The archive may be
+/// anyone's who can write the backup directory: it is read through
+/// [`crate::source::archive::each_entry`], so its first header decides no allocation.
 pub(super) fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let (file, _) = open_private(path).map_err(|e| e.to_string())?;
-    let mut archive = tar::Archive::new(file);
-    let mut entries = archive.entries().map_err(|e| e.to_string())?;
-    let entry = entries
-        .next()
-        .ok_or("an empty archive")?
-        .map_err(|e| e.to_string())?;
-    if entry.path_bytes().as_ref() != b"manifest.json" {
-        return Err("its first entry is not manifest.json".into());
-    }
-    let mut buf = Vec::new();
-    entry
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
+    let mut buf = None;
+    crate::source::archive::each_entry(file, |entry| {
+        if entry.path_bytes().as_ref() != b"manifest.json" {
+            return Err(std::io::Error::other(
+                "its first entry is not manifest.json",
+            ));
+        }
+        let mut b = Vec::new();
+        entry.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut b)?;
+        buf = Some(b);
+        Ok(false)
+    })
+    .map_err(|e| e.to_string())?;
+    let buf = buf.ok_or("an empty archive")?;
     if buf.len() as u64 > MAX_MANIFEST_BYTES {
         return Err("manifest.json is too large".into());
     }

@@ -3,6 +3,25 @@
 use super::*;
 use crate::source::TreeEntry;
 
+/// Before: the first header of an archive planted in the backup directory decided what
+/// retention read into memory — a GNU long name or PAX header claiming 64 MiB (a sparse
+/// file, 1 KiB on disk) was read whole, for every such archive (the defect the fuzz target
+/// `archive` found in the tree reader, fuzz/RESULTS.md).
+#[test]
+fn a_planted_archive_header_decides_no_allocation() {
+    let d = tempfile::tempdir().unwrap();
+    for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+        let p = d.path().join("rancher-20261124T172347Z.tar");
+        // Without the `tls/` directory entry: the claim is the archive's first header.
+        let start = crate::source::archive::hostile_start(kind, 64 << 20);
+        fs::write(&p, &start[512..]).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len((64 << 20) + 4096).unwrap();
+        let err = read_manifest(&p).unwrap_err();
+        assert!(err.contains("metadata"), "{kind:?}: {err}");
+    }
+}
+
 fn tree() -> Tree {
     Tree {
         entries: vec![
